@@ -1,1 +1,21 @@
+"""Fused adversarial-step kernels: the normalized ascent step on the embedding perturbation delta
+and its FreeLB initialisation, with eager (reference), compiled CPU and Triton backends.
 
+See docs/KERNELS.md.
+"""
+
+from xrobust.kernels.api import (
+    KernelError,
+    perturbation_init,
+    perturbation_step,
+    perturbation_step_with_status,
+    resolve_backend,
+)
+
+__all__ = [
+    "KernelError",
+    "perturbation_init",
+    "perturbation_step",
+    "perturbation_step_with_status",
+    "resolve_backend",
+]
