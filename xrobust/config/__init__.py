@@ -1,1 +1,19 @@
+"""Typed, validated experiment configs from YAML, with dotted --set overrides and shipped presets."""
 
+from .loader import apply_overrides, config_from_dict, dump_yaml, load_config, preset_names, resolve_config_path, to_dict
+from .schema import (
+    AdversarialConfig,
+    DataConfig,
+    EvaluationConfig,
+    ExperimentConfig,
+    ModelConfig,
+    PhaseConfig,
+    SourceConfig,
+    TrackingConfig,
+)
+
+__all__ = [
+    "AdversarialConfig", "DataConfig", "EvaluationConfig", "ExperimentConfig", "ModelConfig", "PhaseConfig",
+    "SourceConfig", "TrackingConfig", "apply_overrides", "config_from_dict", "dump_yaml", "load_config",
+    "preset_names", "resolve_config_path", "to_dict",
+]

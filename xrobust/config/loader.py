@@ -1,0 +1,240 @@
+"""YAML -> validated ExperimentConfig. Every problem names the file and the dotted key path."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from ..errors import ConfigError
+from .schema import CHOICES, ExperimentConfig
+
+PRESET_PACKAGE = "xrobust.config.presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A path to a YAML file, or the name of a preset shipped in the package."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    preset = resources.files(PRESET_PACKAGE) / f"{name_or_path}.yaml"
+    if not preset.is_file():
+        raise ConfigError(f"'{name_or_path}' is neither a config file nor a preset; presets: {', '.join(preset_names())}")
+    return Path(str(preset))
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _load_raw(path: Path, seen: tuple = ()) -> dict:
+    """`base: <preset or file>` inherits from another config; this file's keys win."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'base' chain loops back to itself")
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: key 'base': expected a preset name or a file path, got {base!r}")
+    base_path = (path.parent / base) if (path.parent / base).is_file() else resolve_config_path(base)
+    return _deep_merge(_load_raw(base_path, seen + (path.resolve(),)), data)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. phases.target.lr=2e-5")
+    key, _, value = text.partition("=")
+    try:
+        parsed = yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    data = copy.deepcopy(data)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[keys[-1]] = value
+    return data
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _convert(value: Any, tp, where: str, source: str):
+    origin = typing.get_origin(tp)
+    if origin is Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, args[0], where, source)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: key '{where}': expected a mapping, got {value!r}")
+        return _build(tp, value, where, source)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: key '{where}': expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: key '{where}': expected a mapping, got {value!r}")
+        _, item = typing.get_args(tp)
+        return {str(k): _convert(v, item, f"{where}.{k}", source) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-5 (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"{source}: key '{where}': expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _build(cls, data: dict, prefix: str, source: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(f"{source}: unknown key '{where}'; expected one of: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name in names:
+        if name in data:
+            where = f"{prefix}.{name}" if prefix else name
+            kwargs[name] = _convert(data[name], hints[name], where, source)
+    return cls(**kwargs)
+
+
+def _check_choice(value, key: str, where: str, source: str) -> None:
+    if value not in CHOICES[key]:
+        allowed = ", ".join(str(c) for c in CHOICES[key] if c is not None)
+        raise ConfigError(f"{source}: key '{where}': {value!r} is not one of: {allowed}")
+
+
+def validate(cfg: ExperimentConfig, source: str) -> None:
+    from ..tasks import get_task
+
+    def fail(key, msg):
+        raise ConfigError(f"{source}: key '{key}': {msg}")
+
+    if not cfg.name:
+        fail("name", "missing required value (the run's name)")
+    _check_choice(cfg.model.dtype, "model.dtype", "model.dtype", source)
+    if not cfg.phases:
+        fail("phases", "missing required value: at least one training phase")
+    for pname, phase in cfg.phases.items():
+        p = f"phases.{pname}"
+        if not phase.tasks:
+            fail(f"{p}.tasks", "missing required value: a non-empty list of task names")
+        for i, task in enumerate(phase.tasks):
+            try:
+                spec = get_task(task)
+            except ConfigError as exc:
+                fail(f"{p}.tasks[{i}]", str(exc))
+            if spec.format == "retrieval":
+                fail(f"{p}.tasks[{i}]", f"'{task}' is a retrieval task: it has no training data")
+        _check_choice(phase.sampler, "phase.sampler", f"{p}.sampler", source)
+        for key in ("lr", "batch_size", "micro_batch_size", "epochs"):
+            if getattr(phase, key) <= 0:
+                fail(f"{p}.{key}", f"expected a positive value, got {getattr(phase, key)}")
+        if phase.batch_size % phase.micro_batch_size:
+            fail(f"{p}.batch_size", f"{phase.batch_size} is not a multiple of micro_batch_size {phase.micro_batch_size}")
+        if phase.max_steps is not None and phase.max_steps <= 0:
+            fail(f"{p}.max_steps", f"expected a positive number of optimizer steps, got {phase.max_steps}")
+        if not 0 <= phase.warmup_ratio < 1:
+            fail(f"{p}.warmup_ratio", f"expected a value in [0, 1), got {phase.warmup_ratio}")
+        adv = phase.adversarial
+        a = f"{p}.adversarial"
+        _check_choice(adv.method, "adversarial.method", f"{a}.method", source)
+        _check_choice(adv.norm, "adversarial.norm", f"{a}.norm", source)
+        _check_choice(adv.noise, "adversarial.noise", f"{a}.noise", source)
+        _check_choice(adv.backend, "adversarial.backend", f"{a}.backend", source)
+        if adv.steps < 1:
+            fail(f"{a}.steps", f"expected at least 1, got {adv.steps}")
+        if adv.max_norm < 0 or adv.step_size < 0 or adv.init_mag < 0:
+            fail(a, "step_size, init_mag and max_norm must be >= 0")
+        if adv.method == "rs-da" and not adv.neighbours:
+            fail(f"{a}.neighbours", "rs-da needs a synonym neighbours file")
+    ev = cfg.evaluation
+    _check_choice(ev.split, "evaluation.split", "evaluation.split", source)
+    _check_choice(ev.pooling, "evaluation.pooling", "evaluation.pooling", source)
+    for i, task in enumerate(ev.tasks or []):
+        try:
+            get_task(task)
+        except ConfigError as exc:
+            fail(f"evaluation.tasks[{i}]", str(exc))
+    _check_choice(cfg.tracking.mode, "tracking.mode", "tracking.mode", source)
+    for task, src in cfg.data.sources.items():
+        try:
+            get_task(task)
+        except ConfigError as exc:
+            fail(f"data.sources.{task}", str(exc))
+        if not src.path:
+            fail(f"data.sources.{task}.path", "missing required value: a file path template")
+        _check_choice(src.format, "source.format", f"data.sources.{task}.format", source)
+
+
+def config_from_dict(data: dict, source: str = "<config>") -> ExperimentConfig:
+    cfg = _build(ExperimentConfig, data, "", source)
+    validate(cfg, source)
+    return cfg
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    path = resolve_config_path(name_or_path)
+    data = apply_overrides(_load_raw(path), overrides or [])
+    source = str(path) + (" (with --set overrides)" if overrides else "")
+    return config_from_dict(data, source)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)

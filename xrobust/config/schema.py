@@ -1,0 +1,125 @@
+"""The experiment schema: every key a run can set, its type and its default.
+
+A run is fully described by its resolved config (saved as config.yaml in every run dir).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "xlm-roberta-large"  # hub id or local HF directory
+    tokenizer: Optional[str] = None  # defaults to name_or_path
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    dropout: Optional[float] = None  # overrides hidden and attention dropout when set
+
+
+@dataclass
+class AdversarialConfig:
+    method: str = "none"  # none | fgm | pgd | freelb | smart | r3f | rs-rp | rs-da
+    steps: int = 2  # K ascent steps where the method has them
+    step_size: float = 0.1
+    init_mag: float = 0.1
+    max_norm: float = 0.3  # projection radius; 0 = none
+    norm: str = "l2"  # l2 | linf
+    start_step: int = 0  # plain training before this optimizer step
+    weight: float = 1.0  # lambda for smart / r3f
+    noise: str = "uniform"  # r3f / rs-rp noise: uniform | normal
+    neighbours: Optional[str] = None  # rs-da: synonym neighbours file
+    copies: int = 1  # rs-da: augmented copies per example
+    backend: str = "auto"  # perturbation kernels: auto | eager | compiled | triton
+
+
+@dataclass
+class PhaseConfig:
+    tasks: list[str] = field(default_factory=list)
+    multitask: bool = True  # false: one run per task (X-STILTs target phase)
+    init_encoder: Optional[str] = None  # HF dir; default: previous phase's encoder, else model
+    sampler: str = "proportional"  # uniform | proportional | capped | temperature
+    temperature: float = 2.0
+    cap: int = 100000
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    adam_eps: float = 1e-8
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    batch_size: int = 32  # effective batch per optimizer step, all ranks together
+    micro_batch_size: int = 8  # per rank per forward
+    epochs: float = 3.0
+    max_steps: Optional[int] = None  # overrides epochs when set
+    max_length: Optional[int] = None  # default: the task's (128 classification/tagging, 384 QA)
+    doc_stride: int = 128
+    max_query_length: int = 64
+    eval_every: int = 0  # optimizer steps between English dev evaluations; 0 = end of phase only
+    patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
+    save_every: int = 200  # optimizer steps between checkpoints
+    keep_checkpoints: int = 2
+    max_dev_examples: Optional[int] = None  # cap on English dev examples per task for selection
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+
+
+@dataclass
+class EvaluationConfig:
+    tasks: Optional[list[str]] = None  # default: the last phase's tasks
+    split: str = "test"  # dev | test
+    languages: Optional[list[str]] = None  # default: every language of each task
+    batch_size: int = 32
+    layer: int = 14  # retrieval: hidden layer to pool (XLM-R Large reference setting)
+    pooling: str = "mean"  # retrieval: mean (special tokens included) | cls
+    max_examples: Optional[int] = None  # per language, for quick runs
+
+
+@dataclass
+class SourceConfig:
+    path: str = ""  # template with {split} and {lang}
+    format: Optional[str] = None  # json | jsonl | parquet | tsv | csv | conll | conllu
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = None  # local root for the demo tasks
+    cache_dir: str = "~/.cache/xrobust/features"
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+
+
+@dataclass
+class TrackingConfig:
+    mode: str = "disabled"  # online | offline | disabled
+    project: str = "xrobust"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    run_id: Optional[str] = None  # default: derived from the Slurm job, stable across requeues
+    log_artifact: bool = False
+    init_timeout: float = 30.0
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = ""
+    output_dir: str = "runs"
+    seed: int = 42
+    deepspeed: str = "zero3"  # a name in ds_configs/ or a path to a DeepSpeed JSON
+    model: ModelConfig = field(default_factory=ModelConfig)
+    phases: dict[str, PhaseConfig] = field(default_factory=dict)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+CHOICES = {
+    "model.dtype": ("auto", "fp32", "bf16", "fp16"),
+    "adversarial.method": ("none", "fgm", "pgd", "freelb", "smart", "r3f", "rs-rp", "rs-da"),
+    "adversarial.norm": ("l2", "linf"),
+    "adversarial.noise": ("uniform", "normal"),
+    "adversarial.backend": ("auto", "eager", "compiled", "triton"),
+    "phase.sampler": ("uniform", "proportional", "capped", "temperature"),
+    "evaluation.split": ("dev", "test"),
+    "evaluation.pooling": ("mean", "cls"),
+    "tracking.mode": ("online", "offline", "disabled"),
+    "source.format": (None, "json", "jsonl", "parquet", "tsv", "csv", "conll", "conllu"),
+}

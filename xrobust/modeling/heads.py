@@ -1,0 +1,82 @@
+"""One head per task format. Heads read the encoder's last hidden state (B, L, d)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ClassificationHead(nn.Module):
+    """RoBERTa-style: dense + tanh on <s>, then the output projection."""
+
+    def __init__(self, hidden: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, num_labels)
+
+    def forward(self, hidden_states, **_):
+        x = self.dropout(hidden_states[:, 0])
+        x = self.dropout(torch.tanh(self.dense(x)))
+        return self.out(x)
+
+    @staticmethod
+    def loss(logits, labels):
+        return F.cross_entropy(logits.float(), labels)
+
+
+class MultipleChoiceHead(nn.Module):
+    """Scores each (prompt, choice) row on <s>; inputs arrive flattened to (B * n, L)."""
+
+    def __init__(self, hidden: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.num_choices = num_labels
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, hidden_states, num_choices: int, **_):
+        return self.out(self.dropout(hidden_states[:, 0])).view(-1, num_choices)
+
+    @staticmethod
+    def loss(logits, labels):
+        return F.cross_entropy(logits.float(), labels)
+
+
+class SpanHead(nn.Module):
+    def __init__(self, hidden: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.out = nn.Linear(hidden, 2)
+
+    def forward(self, hidden_states, **_):
+        return self.out(hidden_states)  # (B, L, 2): start, end
+
+    @staticmethod
+    def loss(logits, labels):
+        start, end = labels
+        length = logits.size(1)
+        start = start.clamp(0, length - 1)
+        end = end.clamp(0, length - 1)
+        return (F.cross_entropy(logits[..., 0].float(), start) + F.cross_entropy(logits[..., 1].float(), end)) / 2
+
+
+class TaggingHead(nn.Module):
+    def __init__(self, hidden: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, num_labels)
+
+    def forward(self, hidden_states, **_):
+        return self.out(self.dropout(hidden_states))
+
+    @staticmethod
+    def loss(logits, labels):
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+
+HEADS = {
+    "classification": ClassificationHead,
+    "multiple_choice": MultipleChoiceHead,
+    "span_qa": SpanHead,
+    "tagging": TaggingHead,
+}

@@ -1,0 +1,102 @@
+"""Encoder (any HF AutoModel) + named heads. Only the encoder carries over between phases."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from .heads import HEADS
+
+HEADS_FILE = "heads.pt"
+HEADS_META = "heads.json"
+
+
+@dataclass
+class HeadSpec:
+    name: str
+    format: str
+    num_labels: int
+    labels: tuple = ()
+
+
+@dataclass
+class ModelOutput:
+    loss: Optional[torch.Tensor]
+    logits: torch.Tensor
+    hidden_states: Optional[tuple] = None
+
+
+def head_spec_for(task) -> HeadSpec:
+    """The head a task trains: tasks naming the same head share it (e.g. the ANLI+ parts)."""
+    num = len(task.labels) if task.format != "span_qa" else 2
+    if task.format == "multiple_choice":
+        num = task.num_choices
+    return HeadSpec(name=task.head, format=task.format, num_labels=num, labels=tuple(task.labels))
+
+
+class XRobustModel(nn.Module):
+    def __init__(self, encoder: nn.Module, head_specs: list[HeadSpec], dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        self.head_specs = {h.name: h for h in head_specs}
+        hidden = encoder.config.hidden_size
+        self.heads = nn.ModuleDict({h.name: HEADS[h.format](hidden, h.num_labels, dropout) for h in head_specs})
+
+    def word_embeddings(self) -> nn.Module:
+        """Adversarial deltas are injected by a forward hook on this module."""
+        return self.encoder.get_input_embeddings()
+
+    def forward(self, head: str, input_ids, attention_mask, labels=None, start_positions=None,
+                end_positions=None, output_hidden_states: bool = False, **_unused):
+        spec = self.head_specs[head]
+        num_choices = None
+        if spec.format == "multiple_choice":
+            num_choices = input_ids.size(1)
+            input_ids = input_ids.flatten(0, 1)
+            attention_mask = attention_mask.flatten(0, 1)
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           output_hidden_states=output_hidden_states, return_dict=True)
+        module = self.heads[head]
+        logits = module(out.last_hidden_state, num_choices=num_choices)
+        loss = None
+        if spec.format == "span_qa" and start_positions is not None:
+            loss = module.loss(logits, (start_positions, end_positions))
+        elif labels is not None and spec.format != "span_qa":
+            loss = module.loss(logits, labels)
+        return ModelOutput(loss=loss, logits=logits,
+                           hidden_states=out.hidden_states if output_hidden_states else None)
+
+
+def save_heads(model: XRobustModel, out_dir: Path, state_dict: dict | None = None) -> None:
+    """Heads next to the HF encoder: heads.pt (weights) and heads.json (what to rebuild)."""
+    from ..io import atomic_write_bytes, atomic_write_json
+    import io
+
+    state = state_dict if state_dict is not None else model.heads.state_dict()
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
+    atomic_write_bytes(out_dir / HEADS_FILE, buf.getvalue())
+    atomic_write_json(out_dir / HEADS_META, [asdict(h) for h in model.head_specs.values()])
+
+
+def load_head_specs(model_dir: Path) -> list[HeadSpec]:
+    path = Path(model_dir) / HEADS_META
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; expected the heads description written at the end of a phase")
+    try:
+        return [HeadSpec(**{**h, "labels": tuple(h.get("labels", ()))}) for h in json.loads(path.read_text())]
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: unreadable heads description ({exc})") from None
+
+
+def load_heads_state(model_dir: Path) -> dict:
+    path = Path(model_dir) / HEADS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing head weights")
+    return torch.load(path, map_location="cpu", weights_only=True)
