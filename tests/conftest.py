@@ -1,0 +1,44 @@
+"""Shared fixtures. Cluster code lives in tests/cluster.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A running single-node Slurm cluster (real munged/slurmctld/slurmd); skips without root."""
+    from cluster import ClusterUnavailable, SlurmCluster
+
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+    except ClusterUnavailable as exc:
+        print(f"slurm_cluster unavailable: {exc}")
+        pytest.skip(f"no Slurm cluster: {exc}")
+    print(f"slurm_cluster: apt {cluster.apt_seconds:.1f} s, started in {cluster.start_seconds:.1f} s")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def wandb_env(tmp_path, monkeypatch):
+    """W&B offline, with every W&B folder inside tmp_path."""
+    root = tmp_path / "wandb_home"
+    for var, sub in (("WANDB_DIR", "dir"), ("WANDB_DATA_DIR", "data"), ("WANDB_CACHE_DIR", "cache"),
+                     ("WANDB_CONFIG_DIR", "config")):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(var, str(root / sub))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "XROBUST_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+    return root
