@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import torch
 
@@ -81,6 +82,13 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             f"backend='triton' on a {device.type} tensor needs a CUDA device, or TRITON_INTERPRET=1 set "
             "before triton is first imported (interpreter, for testing only)"
         )
+    if backend == "triton" and device.type != "cuda":
+        loaded = sys.modules.get("xrobust.kernels.triton_kernels")
+        if loaded is not None and not loaded.INTERPRETED:
+            raise KernelError(
+                "backend='triton' on CPU: TRITON_INTERPRET=1 was set after the Triton kernels were first "
+                "imported in this process; set it before the first import"
+            )
     if backend == "compiled" and device.type != "cpu":
         raise KernelError(f"backend='compiled' is the CPU path; tensors are on {device} (use 'triton' or 'auto')")
     return backend
