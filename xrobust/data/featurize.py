@@ -1,0 +1,344 @@
+"""Canonical examples -> model features, one featurizer per task format.
+
+Input layouts are the canonical examples of docs/ARCHITECTURE.md; outputs are lists of ints per
+feature (the collator pads). Every featurizer keeps `example_id` so predictions can be mapped
+back to examples. All featurizers run through `Dataset.map(batched=True)` and a fast tokenizer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xrobust.errors import ConfigError, DataError
+
+# Bump when any featurizer's output changes: part of the feature-cache key (xrobust.data.cache).
+FEATURIZER_VERSION = "1"
+
+FORMATS = ("classification", "multiple_choice", "span_qa", "tagging", "retrieval")
+
+REQUIRED_COLUMNS = {
+    "classification": ("id", "text_a", "label"),
+    "multiple_choice": ("id", "prompt", "choices", "label"),
+    "span_qa": ("id", "question", "context", "answers"),
+    "tagging": ("id", "tokens"),
+    "retrieval": ("id", "text"),
+}
+
+IGNORE_INDEX = -100  # labels ignored by the loss (torch CrossEntropyLoss default)
+
+
+def featurize(
+    examples,
+    spec,
+    tokenizer,
+    *,
+    max_length: int,
+    doc_stride: int = 128,
+    max_query_length: int = 64,
+    train: bool,
+    batch_size: int = 1000,
+):
+    """Featurize a `datasets.Dataset` of canonical examples for `spec.format`.
+
+    `train` matters for span QA (start/end positions; prediction metadata otherwise) and for
+    labels being required (classification, multiple choice, tagging).
+    """
+    fmt = getattr(spec, "format", None)
+    name = getattr(spec, "name", "?")
+    if fmt not in FORMATS:
+        raise ConfigError(f"task {name!r}: format {fmt!r} has no featurizer; expected one of {', '.join(FORMATS)}")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"task {name!r}: a fast tokenizer is required (offset mappings); got {type(tokenizer).__name__}")
+    if max_length is None or int(max_length) < 4:
+        raise ConfigError(f"task {name!r}: max_length={max_length} is too small; expected an int >= 4")
+    required = list(REQUIRED_COLUMNS[fmt])
+    if fmt == "tagging" and train:
+        required.append("tags")
+    missing = [c for c in required if c not in examples.column_names]
+    if missing:
+        raise DataError(
+            f"task {name!r} ({fmt}): examples lack column(s) {missing}; expected {required}, got {examples.column_names}"
+        )
+
+    builders = {
+        "classification": _classification,
+        "multiple_choice": _multiple_choice,
+        "span_qa": _span_qa,
+        "tagging": _tagging,
+        "retrieval": _retrieval,
+    }
+    if fmt == "span_qa":
+        _check_qa_lengths(name, tokenizer, max_length, doc_stride, max_query_length)
+    fn = builders[fmt](spec, tokenizer, max_length=int(max_length), doc_stride=int(doc_stride),
+                       max_query_length=int(max_query_length), train=train)
+    return examples.map(
+        fn,
+        batched=True,
+        batch_size=batch_size,
+        remove_columns=examples.column_names,
+        desc=f"featurize {name} ({fmt})",
+    )
+
+
+def feature_lengths(features) -> list[int]:
+    """Token length of each feature (longest choice for multiple choice): input of the batch sampler."""
+    out = []
+    for ids in features["input_ids"]:
+        if ids and isinstance(ids[0], list):
+            out.append(max(len(c) for c in ids))
+        else:
+            out.append(len(ids))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+def _check_label(name: str, spec, example_id, label, n: int | None, what: str = "label") -> int:
+    if label is None or not isinstance(label, int) or isinstance(label, bool):
+        raise DataError(f"task {name!r}: example {example_id!r} has {what}={label!r}; expected an int index")
+    if n is not None and not 0 <= label < n:
+        raise DataError(f"task {name!r}: example {example_id!r} has {what}={label}; expected 0 <= {what} < {n}")
+    return label
+
+
+def _n_labels(spec) -> int | None:
+    labels = getattr(spec, "labels", None)
+    return len(labels) if labels else None
+
+
+def _classification(spec, tokenizer, *, max_length, train, **_):
+    name, pair, n = spec.name, bool(getattr(spec, "pair", False)), _n_labels(spec)
+
+    def fn(batch):
+        ids = batch["id"]
+        if pair:
+            for i, b in zip(ids, batch.get("text_b") or [None] * len(ids)):
+                if b is None:
+                    raise DataError(f"task {name!r} is a pair task but example {i!r} has text_b=None; expected a str")
+            # longest_first trims the longer text token by token: neither side is dropped whole
+            enc = tokenizer(batch["text_a"], batch["text_b"], truncation="longest_first", max_length=max_length)
+        else:
+            enc = tokenizer(batch["text_a"], truncation=True, max_length=max_length)
+        labels = []
+        for i, lab in zip(ids, batch["label"]):
+            if lab is None or (lab == -1 and not train):  # unlabeled test split
+                labels.append(IGNORE_INDEX)
+            else:
+                labels.append(_check_label(name, spec, i, lab, n))
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels,
+                "example_id": [str(i) for i in ids]}
+
+    return fn
+
+
+def _multiple_choice(spec, tokenizer, *, max_length, train, **_):
+    name = spec.name
+
+    def fn(batch):
+        firsts, seconds, counts = [], [], []
+        for i, prompt, choices in zip(batch["id"], batch["prompt"], batch["choices"]):
+            if not choices:
+                raise DataError(f"task {name!r}: example {i!r} has no choices; expected a non-empty list[str]")
+            counts.append(len(choices))
+            firsts += [prompt] * len(choices)
+            seconds += list(choices)
+        enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_length)
+        input_ids, attention, labels, pos = [], [], [], 0
+        for i, n, lab in zip(batch["id"], counts, batch["label"]):
+            input_ids.append(enc["input_ids"][pos:pos + n])
+            attention.append(enc["attention_mask"][pos:pos + n])
+            pos += n
+            if lab is None or (lab == -1 and not train):
+                labels.append(IGNORE_INDEX)
+            else:
+                labels.append(_check_label(name, spec, i, lab, n))
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+                "example_id": [str(i) for i in batch["id"]]}
+
+    return fn
+
+
+def _retrieval(spec, tokenizer, *, max_length, **_):
+    def fn(batch):
+        enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                "example_id": [str(i) for i in batch["id"]]}
+
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------
+# Span QA (SQuAD v1 recipe)
+def _qa_specials(tokenizer) -> int:
+    return tokenizer.num_special_tokens_to_add(pair=True)
+
+
+def qa_min_max_length(tokenizer, doc_stride: int, max_query_length: int) -> int:
+    """Smallest max_length for which windows of the context always advance: query + specials +
+    doc_stride overlap + at least one new context token per window."""
+    return max_query_length + _qa_specials(tokenizer) + doc_stride + 1
+
+
+def _check_qa_lengths(name, tokenizer, max_length, doc_stride, max_query_length):
+    if doc_stride is None or doc_stride < 0:
+        raise ConfigError(f"task {name!r}: doc_stride={doc_stride} is invalid; expected an int >= 0")
+    if max_query_length is None or max_query_length < 1:
+        raise ConfigError(f"task {name!r}: max_query_length={max_query_length} is invalid; expected an int >= 1")
+    need = qa_min_max_length(tokenizer, doc_stride, max_query_length)
+    if max_length < need:
+        raise ConfigError(
+            f"task {name!r}: max_length={max_length} is too small for span QA; the minimum is {need} = "
+            f"max_query_length ({max_query_length}) + special tokens ({_qa_specials(tokenizer)}) + doc_stride "
+            f"({doc_stride}) + 1 context token; raise max_length or lower doc_stride / max_query_length"
+        )
+
+
+def _truncate_query(tokenizer, question: str, max_query_length: int) -> str:
+    # Cut the question text at a token boundary, so the query keeps <= max_query_length tokens
+    # without decoding ids back to text (decoding would change spacing/normalization).
+    q = question.lstrip()  # leading spaces only waste tokens (SQuAD recipe)
+    enc = tokenizer(q, add_special_tokens=False, return_offsets_mapping=True)
+    offsets, keep = enc["offset_mapping"], max_query_length
+    while len(enc["input_ids"]) > max_query_length and keep > 0:
+        # a prefix can re-tokenize into more pieces than it had inside the full text: cut shorter
+        cut = q[: offsets[keep - 1][1]]
+        enc = tokenizer(cut, add_special_tokens=False)
+        keep -= 1
+        q_out = cut
+    return q if keep == max_query_length else q_out
+
+
+def _span_qa(spec, tokenizer, *, max_length, doc_stride, max_query_length, train, **_):
+    name = spec.name
+
+    def fn(batch):
+        questions = [_truncate_query(tokenizer, q, max_query_length) for q in batch["question"]]
+        enc = tokenizer(
+            questions,
+            batch["context"],
+            truncation="only_second",
+            max_length=max_length,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
+        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "example_id": []}
+        if train:
+            out["start_positions"], out["end_positions"] = [], []
+        else:
+            out["offset_mapping"] = []
+        answer_cache: dict[int, tuple[int, int] | None] = {}
+        for f, ex in enumerate(enc["overflow_to_sample_mapping"]):
+            seq = enc.sequence_ids(f)
+            offsets = enc["offset_mapping"][f]
+            out["input_ids"].append(enc["input_ids"][f])
+            out["attention_mask"].append(enc["attention_mask"][f])
+            out["example_id"].append(str(batch["id"][ex]))
+            if not train:
+                out["offset_mapping"].append([list(o) if s == 1 else None for o, s in zip(offsets, seq)])
+                continue
+            if ex not in answer_cache:
+                answer_cache[ex] = _answer_chars(name, batch["id"][ex], batch["context"][ex], batch["answers"][ex])
+            span = answer_cache[ex]
+            s, e = (0, 0) if span is None else _char_span_to_tokens(offsets, seq, *span)
+            out["start_positions"].append(s)
+            out["end_positions"].append(e)
+        return out
+
+    return fn
+
+
+def _answer_chars(name, example_id, context: str, answers) -> tuple[int, int] | None:
+    """(start, end) character span of the first gold answer, end exclusive; None if unanswerable."""
+    texts, starts = (answers or {}).get("text") or [], (answers or {}).get("answer_start") or []
+    if not texts:
+        return None
+    if len(starts) < 1:
+        raise DataError(f"task {name!r}: example {example_id!r} has answers.text but no answers.answer_start")
+    text, start = texts[0], int(starts[0])
+    if context[start:start + len(text)] != text:
+        raise DataError(
+            f"task {name!r}: example {example_id!r}: answer {text!r} not found at answer_start={start} "
+            f"(context there reads {context[start:start + len(text)]!r}); expected context[start:start+len(text)] == text"
+        )
+    return start, start + len(text)
+
+
+def _char_span_to_tokens(offsets, seq_ids, start_char: int, end_char: int) -> tuple[int, int]:
+    ctx = [i for i, s in enumerate(seq_ids) if s == 1]
+    if not ctx or offsets[ctx[0]][0] > start_char or offsets[ctx[-1]][1] < end_char:
+        return 0, 0  # the answer is not fully inside this window: point at <s>
+    # last context token starting at or before the answer start (a bare "▁" piece shares its
+    # successor's offsets, so "last" picks the piece that actually holds the character) ...
+    start = max(i for i in ctx if offsets[i][0] <= start_char)
+    # ... and the first context token at or after it that reaches the answer end
+    end = min(i for i in ctx if i >= start and offsets[i][1] >= end_char)
+    return start, end
+
+
+# ---------------------------------------------------------------------------------------------
+# Tagging
+def _tagging(spec, tokenizer, *, max_length, train, **_):
+    name, n = spec.name, _n_labels(spec)
+    n_special = tokenizer.num_special_tokens_to_add(pair=False)
+    budget = max_length - n_special
+    if budget < 1:
+        raise ConfigError(f"task {name!r}: max_length={max_length} leaves no room for words; the minimum is {n_special + 1}")
+    cls_id, sep_id, unk_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.unk_token_id
+
+    def fn(batch):
+        ids = batch["id"]
+        words_batch = batch["tokens"]
+        tags_batch = batch["tags"] if "tags" in batch else [None] * len(ids)
+        enc = tokenizer(list(map(list, words_batch)), is_split_into_words=True, add_special_tokens=False)
+        out: dict[str, list[Any]] = {k: [] for k in ("input_ids", "attention_mask", "labels", "example_id",
+                                                     "word_ids", "n_words")}
+        for b, (eid, words, tags) in enumerate(zip(ids, words_batch, tags_batch)):
+            if tags is not None and len(tags) != len(words):
+                raise DataError(f"task {name!r}: example {eid!r} has {len(words)} tokens but {len(tags)} tags; expected equal")
+            # sub-token ids per word; a word the normalizer erases entirely (e.g. a lone zero-width
+            # char) becomes <unk> so every word still gets exactly one prediction
+            pieces: list[list[int]] = [[] for _ in words]
+            for tok_id, w in zip(enc["input_ids"][b], enc.word_ids(b)):
+                if w is not None:
+                    pieces[w].append(tok_id)
+            for w, p in enumerate(pieces):
+                if not p:
+                    p.append(unk_id)
+                if len(p) > budget:
+                    raise DataError(
+                        f"task {name!r}: example {eid!r}: word {w} ({words[w][:40]!r}) has {len(p)} sub-tokens, more "
+                        f"than fit in one window (max_length={max_length} minus {n_special} special tokens = {budget}); "
+                        f"raise max_length"
+                    )
+            for lo, hi in _word_windows([len(p) for p in pieces], budget):
+                input_ids, word_ids, labels = [cls_id], [-1], [IGNORE_INDEX]
+                for w in range(lo, hi):
+                    input_ids += pieces[w]
+                    word_ids += [w] * len(pieces[w])
+                    first = IGNORE_INDEX if tags is None else _check_label(name, spec, eid, tags[w], n, f"tags[{w}]")
+                    labels += [first] + [IGNORE_INDEX] * (len(pieces[w]) - 1)
+                input_ids.append(sep_id)
+                word_ids.append(-1)
+                labels.append(IGNORE_INDEX)
+                out["input_ids"].append(input_ids)
+                out["attention_mask"].append([1] * len(input_ids))
+                out["labels"].append(labels)
+                out["example_id"].append(str(eid))
+                out["word_ids"].append(word_ids)  # -1 on special tokens
+                out["n_words"].append(len(words))
+        return out
+
+    return fn
+
+
+def _word_windows(lengths: list[int], budget: int) -> list[tuple[int, int]]:
+    """Greedy split of words into consecutive [lo, hi) windows of at most `budget` sub-tokens;
+    an empty sentence still yields one (empty) window so the example is not lost."""
+    windows, lo, used = [], 0, 0
+    for w, n in enumerate(lengths):
+        if used + n > budget:
+            windows.append((lo, w))
+            lo, used = w, 0
+        used += n
+    windows.append((lo, len(lengths)))
+    return windows
