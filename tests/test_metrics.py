@@ -158,3 +158,48 @@ def test_benchmark_scores_groups_and_all_task():
     assert out == {"all_task": 40.0, "classification": 5.0, "tagging": 25.0, "qa": 70.0, "retrieval": 45.0}
     partial = M.benchmark_scores({"pawsx": {"avg_metric": 1.0}, "xnli": {"avg_metric": 3.0}})
     assert partial == {"classification": 2.0}
+
+
+def test_mlqa_normalize_matches_literal_restatement_on_random_text():
+    """Independent literal re-statement of the MLQA script's normalization (its regexes, its
+    full-range PUNCT set) against ours on random mixed-script strings."""
+    import random
+    import re
+    import string
+    import sys
+    import unicodedata
+
+    punct = {chr(i) for i in range(sys.maxunicode) if unicodedata.category(chr(i)).startswith("P")}
+    punct |= set(string.punctuation)
+    articles = {"en": r"\b(a|an|the)\b", "es": r"\b(un|una|unos|unas|el|la|los|las)\b",
+                "vi": r"\b(của|là|cái|chiếc|những)\b",
+                "de": r"\b(ein|eine|einen|einem|eines|einer|der|die|das|den|dem|des)\b"}
+
+    def literal(s, lang):
+        s = "".join(ch for ch in s.lower() if ch not in punct)
+        if lang == "ar":
+            s = re.sub("\\sال^|ال", " ", s)
+        elif lang in articles:
+            s = re.sub(articles[lang], " ", s)
+        if lang == "zh":
+            toks, tmp = [], ""
+            for ch in s:
+                if re.search(r"[\u4e00-\u9fa5]", ch) or ch in punct:
+                    if tmp:
+                        toks.extend(tmp.split())
+                        tmp = ""
+                    toks.append(ch)
+                else:
+                    tmp += ch
+            toks.extend(tmp.split())
+        else:
+            toks = s.split()
+        return " ".join(t for t in toks if t.strip() != "")
+
+    pool = list("aAnNtThe lsdiuc ") + ["the", "a ", "la ", "der ", "của ", "ال", "中", "国", "\u9fa6", "。", "،",
+                                       "!", "$", "€", "—", "\u00a0", "İ", "ß", "\t", "'", "é", "ạ"]
+    rng = random.Random(0)
+    for _ in range(400):
+        s = "".join(rng.choice(pool) for _ in range(rng.randint(0, 20)))
+        for lang in M.MLQA_LANGS:
+            assert M.mlqa_normalize(s, lang) == literal(s, lang), (s, lang)
