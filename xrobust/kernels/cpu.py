@@ -7,14 +7,12 @@ by the source hash, so only the first use on a machine pays the compile (see doc
 from __future__ import annotations
 
 import functools
-import os
 import threading
 
 import torch
 
 from xrobust.kernels.api import KernelError
 
-_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_src.cpp")
 _lock = threading.Lock()
 
 
@@ -22,13 +20,12 @@ _lock = threading.Lock()
 def _build():
     from torch.utils.cpp_extension import load_inline
 
-    with open(_SRC, encoding="utf-8") as fh:
-        source = fh.read()
+    from xrobust.kernels._cpu_source import SOURCE
     flags = ["-O3", "-fopenmp", "-march=native"]
     try:
         return load_inline(
             name="xrobust_kernels_cpu",
-            cpp_sources=[source],
+            cpp_sources=[SOURCE],
             functions=["step", "init_scale"],
             extra_cflags=flags,
             extra_ldflags=["-fopenmp"],

@@ -1,3 +1,6 @@
+"""C++/OpenMP source of the compiled CPU backend, kept as a string so it ships inside the package."""
+
+SOURCE = r"""
 // Compiled CPU path for the perturbation step and init (built by xrobust/kernels/cpu.py).
 // Memory-traffic plan (docs/KERNELS.md): per-example units are processed one example per
 // thread, so phase 2 re-reads the example's g and delta from cache rather than DRAM; per-token
@@ -182,3 +185,4 @@ void init_scale(torch::Tensor u, torch::Tensor mask, torch::Tensor scale) {
     }
   });
 }
+"""
