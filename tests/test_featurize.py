@@ -241,3 +241,37 @@ def test_retrieval_and_unknown_format(tokenizer):
         featurize(ex, spec("nope"), tokenizer, train=False, max_length=16)
     with pytest.raises(DataError, match="lack column"):
         featurize(ex, spec("classification"), tokenizer, train=False, max_length=16)
+
+
+def test_feature_cache_hit_miss_and_atomic_layout(tokenizer, tmp_path, monkeypatch):
+    import xrobust.data.featurize as fz
+    from xrobust.data.cache import cached_featurize
+
+    calls = []
+    real = fz.featurize
+
+    def counting(*a, **k):
+        calls.append(k["max_length"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(fz, "featurize", counting)
+    ex = qa_examples(6, seed=2)
+    sp = spec("span_qa")
+    first = cached_featurize(ex, sp, tokenizer, tmp_path / "cache", train=True, **QA_KW)
+    second = cached_featurize(ex, sp, tokenizer, tmp_path / "cache", train=True, **QA_KW)
+    assert calls == [80], "the second call loads from disk"
+    assert first["input_ids"] == second["input_ids"] and first["start_positions"] == second["start_positions"]
+    cached_featurize(ex, sp, tokenizer, tmp_path / "cache", train=True, **{**QA_KW, "max_length": 96})
+    assert calls == [80, 96], "a changed max_length misses the cache"
+    cached_featurize(ex.select(range(5)), sp, tokenizer, tmp_path / "cache", train=True, **QA_KW)
+    assert len(calls) == 3, "different data (fingerprint) misses the cache"
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(entries) == 3 and not [e for e in entries if e.startswith(".")]  # no temp dirs left behind
+
+
+def test_tokenizer_fingerprint_ignores_call_settings(tokenizer):
+    from xrobust.data.tokenizer import tokenizer_fingerprint
+
+    before = tokenizer_fingerprint(tokenizer)
+    tokenizer("ka be", "to ra", truncation="only_second", max_length=16, stride=2, return_overflowing_tokens=True)
+    assert tokenizer_fingerprint(tokenizer) == before

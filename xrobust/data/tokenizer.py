@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -88,7 +89,11 @@ def tokenizer_fingerprint(tokenizer) -> str:
     h.update(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        h.update(backend.to_str().encode("utf-8"))
+        state = json.loads(backend.to_str())
+        # truncation/padding are per-call settings the tokenizer leaves on its backend: not identity
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        h.update(json.dumps(state, sort_keys=True).encode("utf-8"))
     else:  # a slow tokenizer: fall back to its vocabulary
         for tok, idx in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]):
             h.update(f"{idx}\t{tok}\n".encode("utf-8"))
