@@ -34,10 +34,8 @@ class ModelOutput:
 
 def head_spec_for(task) -> HeadSpec:
     """The head a task trains: tasks naming the same head share it (e.g. the ANLI+ parts)."""
-    num = len(task.labels) if task.format != "span_qa" else 2
-    if task.format == "multiple_choice":
-        num = task.num_choices
-    return HeadSpec(name=task.head, format=task.format, num_labels=num, labels=tuple(task.labels))
+    num = 2 if task.format == "span_qa" else len(task.labels)
+    return HeadSpec(name=task.head or task.name, format=task.format, num_labels=num, labels=tuple(task.labels))
 
 
 class XRobustModel(nn.Module):

@@ -1,0 +1,73 @@
+"""Model forward over featurized data, sharded across ranks, and scoring per task format.
+
+The one evaluation path: English dev selection during training and `xrobust eval` both use it.
+Under ZeRO-3 every rank must run the same number of forwards (parameters are gathered
+collectively), so shards are padded with repeats of a batch whose outputs are dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.collate import Collator
+from ..data.featurize import feature_lengths
+from ..training import distributed as dist
+
+
+@torch.no_grad()
+def forward_outputs(model, features, tokenizer, head: str | None, batch_size: int, *,
+                    hidden_layer: int | None = None, pooling: str = "mean") -> list[np.ndarray]:
+    """Per feature: logits cut to the feature's length (token-level formats), or a pooled
+    sentence embedding of `hidden_layer` when it is given (retrieval)."""
+    n = len(features)
+    lengths = feature_lengths(features)
+    order = np.argsort(-np.asarray(lengths), kind="stable")  # similar lengths together: little padding
+    batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
+    rank, world = dist.rank(), dist.world_size()
+    mine = batches[rank::world]
+    rounds = -(-len(batches) // world) if batches else 0
+    collate = Collator(tokenizer, head=head)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    results: dict[int, np.ndarray] = {}
+    for r in range(rounds):
+        real = r < len(mine)
+        idx = mine[r] if real else batches[0]
+        batch = collate([features[i] for i in idx])
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        for key in ("labels", "start_positions", "end_positions"):
+            batch.pop(key, None)
+        if hidden_layer is None:
+            out = model(**batch).logits.float().cpu().numpy()
+        else:
+            out = _embed(model, batch, hidden_layer, pooling)
+        if not real:
+            continue
+        for j, i in enumerate(idx):
+            row = out[j]
+            if hidden_layer is None and row.ndim == 2:  # (L, C) token logits: drop padding
+                row = row[:lengths[i]]
+            results[i] = row
+    if was_training:
+        model.train()
+    merged: dict[int, np.ndarray] = {}
+    for part in dist.gather_objects(results):
+        merged.update(part)
+    return [merged[i] for i in range(n)]
+
+
+def _embed(model, batch, layer: int, pooling: str) -> np.ndarray:
+    encoder = model.encoder if hasattr(model, "encoder") else model
+    out = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True,
+                  return_dict=True)
+    states = out.hidden_states
+    if not 0 <= layer < len(states):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"key 'evaluation.layer': {layer} is out of range; this encoder has hidden states "
+                          f"0..{len(states) - 1}")
+    from .postprocess import pool_embeddings
+
+    return pool_embeddings(states[layer].float(), batch["attention_mask"], pooling=pooling).cpu().numpy()

@@ -1,0 +1,199 @@
+"""One training phase on a DeepSpeed engine: sampling, micro-steps, evaluation, checkpoints, export."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..errors import CheckpointError
+from ..io import append_jsonl
+from ..modeling import XRobustModel, head_spec_for, save_heads
+from . import checkpoint, distributed as dist
+from .data import PhaseData
+from .engine import ZeroInitContext, build_engine, consolidated_state_dict, gradient_accumulation, load_encoder, \
+    resolve_ds_config, resolve_dtype
+from .signals import PreemptionFlag, Preempted
+
+MODEL_DIR = "model"  # the selected (best on English dev, else last) encoder + heads, HF format
+
+
+def _build_strategy(adv_cfg, model):
+    from ..adversarial import build_strategy
+
+    return build_strategy(adv_cfg, model)
+
+
+class Trainer:
+    def __init__(self, cfg, phase_key: str, phase, run_dir: Path, init_encoder: str, tokenizer, tracker=None):
+        self.cfg, self.phase_key, self.phase = cfg, phase_key, phase
+        self.run_dir = Path(run_dir)
+        self.init_encoder = init_encoder
+        self.tokenizer = tokenizer
+        self.tracker = tracker
+        self.world = dist.world_size()
+        self.gas = gradient_accumulation(phase, self.world, phase_key)
+        self.dtype = resolve_dtype(cfg.model.dtype)
+        self.data = PhaseData(cfg, phase, tokenizer, seed=cfg.seed)
+        self.total_steps = phase.max_steps or max(1, math.ceil(phase.epochs * self.data.batches_per_epoch()))
+
+    # -- construction -------------------------------------------------------------------------------
+    def _build(self):
+        ds_config = resolve_ds_config(self.cfg.deepspeed, self.phase, self.world, self.dtype, self.phase_key)
+        zero_ctx = ZeroInitContext(ds_config)
+        torch.manual_seed(self.cfg.seed)  # heads start identical on every rank and in every world size
+        encoder = load_encoder(self.init_encoder, self.dtype, self.cfg.model.dropout)
+        heads = {}
+        for spec in self.data.specs:
+            heads.setdefault(spec.head, head_spec_for(spec))
+        dropout = self.cfg.model.dropout if self.cfg.model.dropout is not None else \
+            getattr(encoder.config, "hidden_dropout_prob", 0.1)
+        model = XRobustModel(encoder, list(heads.values()), dropout)  # DeepSpeed casts to bf16 when enabled
+        self.engine, self.optimizer, self.scheduler = build_engine(model, self.phase, ds_config, self.total_steps)
+        self.strategy = _build_strategy(self.phase.adversarial, self.engine.module)
+        self._zero_ctx = zero_ctx
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> Path:
+        self._build()
+        ckpt_root = self.run_dir / "checkpoints"
+        state = {"step": 0, "best": None, "evals_without_improvement": 0, "data": None}
+        tag = checkpoint.latest(ckpt_root) if resume else None
+        if tag:
+            state = checkpoint.load(self.engine, ckpt_root, tag)
+            self.data.load_state_dict(state["data"])
+            if dist.is_main():
+                print(f"resumed from {ckpt_root / tag} at step {state['step']}", flush=True)
+        elif resume and (self.run_dir / MODEL_DIR / "heads.json").is_file():
+            return self.run_dir / MODEL_DIR  # this phase already finished
+        flag = PreemptionFlag().install()
+        bar = tqdm(total=self.total_steps, initial=state["step"], desc=f"{self.phase_key}",
+                   disable=not dist.is_main(), dynamic_ncols=True)
+        metrics_file = self.run_dir / "metrics.jsonl"
+        try:
+            while state["step"] < self.total_steps:
+                t0 = time.perf_counter()
+                record = self._optimizer_step()
+                state["step"] += 1
+                step = state["step"]
+                record.update(step=step, lr=self.scheduler.get_last_lr()[0],
+                              examples_per_s=self.phase.batch_size / (time.perf_counter() - t0))
+                if dist.is_main():
+                    append_jsonl(metrics_file, record)
+                    if self.tracker:
+                        self.tracker.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", task=record["task"],
+                                ex_s=f"{record['examples_per_s']:.1f}")
+                stop = False
+                if self.phase.eval_every and step % self.phase.eval_every == 0 and step < self.total_steps:
+                    stop = self._evaluate(state, metrics_file)
+                preempted = dist.any_rank(flag.set)
+                if preempted or (self.phase.save_every and step % self.phase.save_every == 0) or stop:
+                    state["data"] = self.data.state_dict()
+                    tag_dir = checkpoint.save(self.engine, ckpt_root, step, state, self.phase.keep_checkpoints)
+                    if preempted:
+                        raise Preempted(step, str(tag_dir))
+                if stop:
+                    break
+            if not self._evaluated_at(state, state["step"]):
+                self._evaluate(state, metrics_file)
+        finally:
+            bar.close()
+            flag.uninstall()
+        if state["best"] is None:  # no dev data: keep the last weights
+            self._export(self.run_dir / MODEL_DIR)
+        self._zero_ctx.close()
+        return self.run_dir / MODEL_DIR
+
+    def _optimizer_step(self) -> dict:
+        task, micro_batches = self.data.next_step(rank=dist.rank(), world=self.world, gas=self.gas)
+        totals: dict[str, float] = {}
+        for batch in micro_batches:
+            batch = {k: v.to(self.engine.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            stats = self.strategy.step(self.engine, batch)
+            self.engine.step()
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        # mean over every micro-batch of the global batch, all ranks: identical for any world size
+        keys = sorted(totals)
+        t = torch.tensor([totals[k] for k in keys], dtype=torch.float64)
+        if self.world > 1:
+            torch.distributed.all_reduce(t)
+        n = len(micro_batches) * self.world
+        record = {k: float(v) / n for k, v in zip(keys, t.tolist())}
+        if "nonfinite_resets" in record:
+            record["nonfinite_resets"] = int(round(record["nonfinite_resets"] * n))
+        record["task"] = task
+        return record
+
+    # -- evaluation and export -------------------------------------------------------------------------
+    def _evaluated_at(self, state, step) -> bool:
+        return state.get("last_eval_step") == step
+
+    def _evaluate(self, state: dict, metrics_file: Path) -> bool:
+        """English dev evaluation; returns True when early stopping says stop."""
+        if not self.data.has_dev():
+            return False
+        from ..evaluation.predict import evaluate_dev
+
+        self.engine.eval()
+        scores = evaluate_dev(self.engine.module, self.data, batch_size=self.phase.micro_batch_size * 2)
+        self.engine.train()
+        selection = sum(s["selection"] for s in scores.values()) / len(scores)
+        step = state["step"]
+        state["last_eval_step"] = step
+        improved = state["best"] is None or selection > state["best"]["score"]
+        if improved:
+            state["best"] = {"score": selection, "step": step}
+            state["evals_without_improvement"] = 0
+            self._export(self.run_dir / MODEL_DIR)
+        else:
+            state["evals_without_improvement"] += 1
+        if dist.is_main():
+            record = {"step": step, "eval": scores, "selection": selection, "best_step": state["best"]["step"]}
+            append_jsonl(metrics_file, record)
+            if self.tracker:
+                flat = {f"dev/{t}/{m}": v for t, s in scores.items() for m, v in s.items()}
+                self.tracker.log({**flat, "dev/selection": selection}, step=step)
+        return bool(self.phase.patience) and state["evals_without_improvement"] >= self.phase.patience
+
+    def _export(self, out_dir: Path) -> None:
+        """Consolidate ZeRO-3 shards and write encoder (HF) + heads + tokenizer, atomically replacing out_dir."""
+        state = consolidated_state_dict(self.engine)
+        if dist.is_main():
+            tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+            enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+            heads = {k[len("heads."):]: v for k, v in state.items() if k.startswith("heads.")}
+            self.engine.module.encoder.save_pretrained(tmp, state_dict=enc, safe_serialization=True)
+            save_heads(self.engine.module, tmp, heads)
+            self.tokenizer.save_pretrained(tmp)
+            if out_dir.exists():
+                old = out_dir.with_name(f".{out_dir.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                out_dir.rename(old)
+                tmp.rename(out_dir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(out_dir)
+        dist.barrier()
+
+
+def load_trained(model_dir: Path, dtype=torch.float32) -> XRobustModel:
+    """A finished phase's model for evaluation (single process, no DeepSpeed)."""
+    from ..modeling import load_head_specs, load_heads_state
+
+    model_dir = Path(model_dir)
+    specs = load_head_specs(model_dir)
+    encoder = load_encoder(str(model_dir), dtype, None)
+    model = XRobustModel(encoder, specs, dropout=0.0)
+    missing, unexpected = model.heads.load_state_dict(load_heads_state(model_dir), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{model_dir}: head weights do not match heads.json (missing {missing}, "
+                              f"unexpected {unexpected})")
+    return model.eval()
