@@ -154,6 +154,8 @@ class TaskSpec:
         if self.demo or self.local_only:
             return self.languages
         hubs = self.sources.get(split, ())
+        if not hubs:  # no such split by default; an override may still provide it per language
+            return self.languages
         if any(_PER_LANGUAGE_ADAPTERS.intersection({h.adapter}) or "{" in (h.config or "")
                for h in hubs):
             return self.languages

@@ -1,0 +1,518 @@
+"""Load a task split in one language as canonical examples (a `datasets.Dataset`).
+
+Three routes, in order of precedence:
+1. a local override (`data.sources.<task>` in the config): files in json/jsonl/parquet/csv/tsv/
+   conll/conllu, in canonical layout (optionally renamed with `columns`) or in a hub layout
+   (`adapter: <name>` or `adapter: hub`);
+2. demo tasks: `{root}/{task}/{split}-{lang}.jsonl` in canonical layout;
+3. real tasks: `datasets.load_dataset(id, config, split=...)` plus the dataset's adapter.
+Labels are mapped to indices into the task's label set and checked here, for every route.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from xrobust.data.conll import conll_dataset
+from xrobust.errors import DataError
+from xrobust.tasks.adapters import apply_adapter
+from xrobust.tasks.registry import (
+    SPLITS,
+    TATOEBA_CODES,
+    UD_LANGUAGE_NAMES,
+    HubSource,
+    TaskSpec,
+    get_task,
+)
+
+LOCAL_FORMATS = ("json", "jsonl", "parquet", "tsv", "csv", "conll", "conllu")
+_EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".parquet": "parquet", ".tsv": "tsv",
+               ".csv": "csv", ".conll": "conll", ".conllu": "conllu"}
+
+# Required canonical columns per format (id is optional everywhere: positional ids fill in).
+_REQUIRED = {
+    "classification": ("text_a", "label"),
+    "multiple_choice": ("prompt", "choices", "label"),
+    "span_qa": ("question", "context", "answers"),
+    "tagging": ("tokens", "tags"),
+    "retrieval": ("text",),
+}
+_S, _I = datasets.Value("string"), datasets.Value("int64")
+_FEATURES = {
+    "classification": {"id": _S, "text_a": _S, "text_b": _S, "label": _I},
+    "multiple_choice": {"id": _S, "prompt": _S, "choices": datasets.List(_S), "label": _I},
+    "span_qa": {"id": _S, "question": _S, "context": _S,
+                "answers": {"text": datasets.List(_S),
+                            "answer_start": datasets.List(datasets.Value("int32"))}},
+    "tagging": {"id": _S, "tokens": datasets.List(_S), "tags": datasets.List(_I)},
+    "retrieval": {"id": _S, "text": _S},
+}
+# Tags unseen in the training split of an open label set (CCG) are ignored, like sub-tokens.
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """A user override: `path` is a template ({split}, {lang}, {task}, {root}) or split -> path."""
+
+    path: str | dict[str, str]
+    format: str | None = None
+    columns: dict[str, str] | None = None
+    adapter: str | None = None  # hub layout: an adapter name, or "hub" for the task's own
+    header: bool = True  # csv/tsv: first row names the columns; else columns are "0", "1", ...
+    field: str | None = None  # json: records under this top-level key
+    target_path: str | None = None  # retrieval: English side (default: path with lang=en)
+    gold_path: str | None = None  # retrieval: "src_id<TAB>tgt_id" lines (default: shared ids)
+
+
+@dataclass(frozen=True)
+class HubCall:
+    dataset: str
+    config: str | None
+    split: str
+    adapter: str
+
+
+@dataclass(frozen=True)
+class Bitext:
+    """Both sides of a retrieval split and its gold (source id, target id) pairs."""
+
+    source: datasets.Dataset  # id, text in the requested language
+    target: datasets.Dataset  # id, text in English
+    gold: tuple[tuple[str, str], ...]
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def resolve_source(source: Any, task: str = "?") -> LocalSource | None:
+    """Accept the config's source as a dict or an object with attributes; None if no path."""
+    if source is None or isinstance(source, LocalSource):
+        return source
+    path = _get(source, "path")
+    if path in (None, "", {}):
+        return None
+    fmt = _get(source, "format")
+    if fmt is not None and fmt not in LOCAL_FORMATS:
+        raise DataError(f"data.sources.{task}.format: {fmt!r} is not one of "
+                        f"{', '.join(LOCAL_FORMATS)}")
+    columns = _get(source, "columns") or None
+    return LocalSource(path=dict(path) if isinstance(path, dict) else str(path), format=fmt,
+                       columns=dict(columns) if columns else None,
+                       adapter=_get(source, "adapter"), header=bool(_get(source, "header", True)),
+                       field=_get(source, "field"), target_path=_get(source, "target_path"),
+                       gold_path=_get(source, "gold_path"))
+
+
+# --------------------------------------------------------------------------------------------
+# public entry points
+# --------------------------------------------------------------------------------------------
+
+def load_examples(spec: TaskSpec | str, split: str, lang: str = "en", *, source: Any = None,
+                  root: str | os.PathLike | None = None,
+                  cache_dir: str | os.PathLike | None = None) -> datasets.Dataset:
+    """Canonical examples of `spec`'s `split` in `lang` (see docs/ARCHITECTURE.md).
+
+    For retrieval tasks this is one side of the bitext (`load_bitext` gives both and the gold).
+    """
+    spec = get_task(spec) if isinstance(spec, str) else spec
+    _check_split_lang(spec, split, lang)
+    local = resolve_source(source, spec.name)
+    labels = task_labels(spec, source=local, root=root, cache_dir=cache_dir) \
+        if spec.open_labels else spec.labels
+    ds, origin = _load_raw(spec, split, lang, local, root, cache_dir)
+    if spec.format == "retrieval":
+        ds = ds.select_columns([c for c in ("id", "text", "row", "line") if c in ds.column_names])
+    return _finish(ds, spec, labels, split, lang, origin)
+
+
+def load_bitext(spec: TaskSpec | str, split: str, lang: str, *, source: Any = None,
+                root: str | os.PathLike | None = None,
+                cache_dir: str | os.PathLike | None = None) -> Bitext:
+    """Both sides of a retrieval split: `lang` sentences, English sentences, gold pairs."""
+    spec = get_task(spec) if isinstance(spec, str) else spec
+    if spec.format != "retrieval":
+        raise DataError(f"task {spec.name} is {spec.format}, not retrieval: use load_examples")
+    _check_split_lang(spec, split, lang)
+    local = resolve_source(source, spec.name)
+    ds, origin = _load_raw(spec, split, lang, local, root, cache_dir)
+    if "target_text" in ds.column_names:  # hub bitext layout: one row per gold pair
+        src = _finish(ds.select_columns(["id", "text", "row"]), spec, (), split, lang, origin)
+        tgt_ds = ds.select_columns(["target_id", "target_text", "row"]).rename_columns(
+            {"target_id": "id", "target_text": "text"})
+        tgt = _finish(tgt_ds, spec, (), split, "en", origin)
+        return Bitext(src, tgt, tuple(zip(src["id"], tgt["id"])))
+    src = _finish(ds, spec, (), split, lang, origin)
+    if local is not None and local.target_path:
+        tgt_local = LocalSource(**{**local.__dict__, "path": local.target_path})
+    else:
+        tgt_local = local
+    tgt_raw, tgt_origin = _load_raw(spec, split, "en", tgt_local, root, cache_dir)
+    tgt = _finish(tgt_raw, spec, (), split, "en", tgt_origin)
+    if local is not None and local.gold_path:
+        gold = _read_gold(_expand(local.gold_path, spec, split, lang, root), src, tgt)
+    else:
+        tgt_ids = set(tgt["id"])
+        gold = tuple((i, i) for i in src["id"] if i in tgt_ids)
+    if not gold:
+        raise DataError(f"{origin}: no gold pairs: expected rows sharing an id with {tgt_origin}"
+                        " (or a gold_path file)")
+    return Bitext(src, tgt, gold)
+
+
+def hub_load_args(spec: TaskSpec | str, split: str, lang: str = "en") -> list[HubCall]:
+    """The `datasets.load_dataset(dataset, config, split=split)` calls for a split, in order."""
+    spec = get_task(spec) if isinstance(spec, str) else spec
+    _check_split_lang(spec, split, lang)
+    if not spec.sources:
+        raise DataError(f"task {spec.name} has no hub source "
+                        f"({'demo data under data.root' if spec.demo else 'local path only'})")
+    if split not in spec.sources:
+        raise DataError(f"task {spec.name} has no {split!r} split on the hub; available: "
+                        f"{', '.join(spec.sources)}")
+    return [HubCall(h.dataset, _format_config(h, lang), h.split, h.adapter)
+            for h in spec.sources[split]]
+
+
+def task_labels(spec: TaskSpec | str, *, source: Any = None, root: Any = None,
+                cache_dir: Any = None) -> tuple[str, ...]:
+    """The label set: fixed in the registry, or (CCG) the sorted tags of the training split."""
+    spec = get_task(spec) if isinstance(spec, str) else spec
+    if not spec.open_labels:
+        return spec.labels
+    local = resolve_source(source, spec.name)
+    ds, origin = _load_raw(spec, "train", "en", local, root, cache_dir)
+    key = "tags" if spec.format == "tagging" else "label"
+    values = ds[key]
+    flat = {str(v) for seq in values for v in seq} if key == "tags" else {str(v) for v in values}
+    if not flat:
+        raise DataError(f"{origin}: no labels found in the training split")
+    return tuple(sorted(flat))
+
+
+# --------------------------------------------------------------------------------------------
+# routes
+# --------------------------------------------------------------------------------------------
+
+def _check_split_lang(spec: TaskSpec, split: str, lang: str) -> None:
+    if split not in SPLITS:
+        raise DataError(f"task {spec.name}: unknown split {split!r}; expected one of "
+                        f"{', '.join(SPLITS)}")
+    if lang not in spec.languages:
+        raise DataError(f"task {spec.name}: language {lang!r} is not one of its languages "
+                        f"({' '.join(spec.languages)})")
+    allowed = spec.split_languages(split)
+    if lang not in allowed:
+        why = "training is zero-shot from English" if split == "train" else \
+            "this split is not per-language"
+        raise DataError(f"task {spec.name}: split {split!r} exists only in "
+                        f"{' '.join(allowed)} ({why}); got {lang!r}")
+
+
+def _load_raw(spec: TaskSpec, split: str, lang: str, local: LocalSource | None, root: Any,
+              cache_dir: Any) -> tuple[datasets.Dataset, str]:
+    """The split before label mapping: canonical columns (+ `row`, maybe `line`)."""
+    prefix = f"{spec.name}-{split}-{lang}"
+    if local is not None:
+        path = _local_path(local, spec, split, lang, root)
+        ds = _read_local(path, local, cache_dir)
+        origin = str(path)
+        adapter = local.adapter
+        if adapter == "hub":
+            if split not in spec.sources:
+                raise DataError(f"data.sources.{spec.name}.adapter: 'hub' but task {spec.name} "
+                                f"has no hub source for split {split!r}")
+            adapter = spec.sources[split][0].adapter
+        if adapter:
+            return apply_adapter(ds, adapter, lang, prefix, origin), origin
+        return _canonical_columns(ds, spec, local.columns, origin), origin
+    if spec.local_only:
+        raise DataError(
+            f"task {spec.name} has no public download ({spec.notes}). Configure its files, e.g. "
+            f"data: {{sources: {{{spec.name}: {{path: /data/ccgbank/{{split}}.conll, "
+            f"format: conll}}}}}} (see docs/TASKS.md)")
+    if spec.local_template:
+        if root is None:
+            raise DataError(f"task {spec.name} reads demo data from data.root, which is not set "
+                            f"(expected {spec.local_template})")
+        path = Path(spec.local_template.format(root=os.fspath(root), task=spec.name,
+                                               split=split, lang=lang))
+        ds = _read_local(path, LocalSource(path=str(path), format="jsonl"), cache_dir)
+        return _canonical_columns(ds, spec, None, str(path)), str(path)
+    return _load_hub(spec, split, lang, cache_dir)
+
+
+def _load_hub(spec: TaskSpec, split: str, lang: str, cache_dir: Any
+              ) -> tuple[datasets.Dataset, str]:
+    calls = hub_load_args(spec, split, lang)
+    parts = []
+    for call in calls:
+        origin = f"hub dataset {call.dataset} (config {call.config}, split {call.split})"
+        try:
+            raw = datasets.load_dataset(call.dataset, call.config, split=call.split,
+                                        cache_dir=os.fspath(cache_dir) if cache_dir else None)
+        except Exception as exc:  # datasets raises many types; the user needs one clear message
+            raise DataError(_hub_error(spec, call, exc)) from exc
+        ds = apply_adapter(raw, call.adapter, lang, f"{spec.name}-{split}-{lang}", origin)
+        if len(calls) > 1:  # ids stay unique across the concatenated parts (ANLI+)
+            tag = f"{call.dataset.split('/')[-1]}_{call.split}"
+            ds = ds.map(lambda b: {"id": [f"{tag}:{i}" for i in b["id"]]}, batched=True)
+        parts.append(ds)
+    origin = " + ".join(f"{c.dataset}/{c.config or ''}:{c.split}" for c in calls)
+    if len(parts) == 1:
+        return parts[0], origin
+    fmt = spec.format
+    parts = [p.cast(datasets.Features({**_FEATURES[fmt], "row": _I})) if fmt in _FEATURES else p
+             for p in parts]
+    return datasets.concatenate_datasets(parts), origin
+
+
+def _hub_error(spec: TaskSpec, call: HubCall, exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or \
+        os.environ.get("HF_HUB_OFFLINE") == "1" or isinstance(exc, ConnectionError)
+    head = (f"cannot load {call.dataset} (config {call.config!r}, split {call.split!r}) for "
+            f"task {spec.name}: {type(exc).__name__}: {text}.")
+    if offline:
+        head += (" The dataset is not in the local datasets cache and the hub cannot be reached"
+                 " (offline mode or no network).")
+    elif "split" in text.lower():
+        head += " This split does not exist for this language on the hub."
+    return (head + f" Download it once where the hub is reachable, or point "
+            f"data.sources.{spec.name}.path at local files (see docs/TASKS.md).")
+
+
+def _format_config(h: HubSource, lang: str) -> str | None:
+    if h.config is None:
+        return None
+    return h.config.format(lang=lang, ud_name=UD_LANGUAGE_NAMES.get(lang, lang),
+                           tatoeba_code=TATOEBA_CODES.get(lang, lang))
+
+
+# --------------------------------------------------------------------------------------------
+# local files
+# --------------------------------------------------------------------------------------------
+
+def _expand(template: str, spec: TaskSpec, split: str, lang: str, root: Any) -> Path:
+    values = {"split": split, "lang": lang, "task": spec.name}
+    if root is not None:
+        values["root"] = os.fspath(root)
+    try:
+        text = template.format(**values)
+    except (KeyError, IndexError) as exc:
+        raise DataError(f"data.sources.{spec.name}.path {template!r}: unknown placeholder {exc}; "
+                        f"expected {{split}}, {{lang}}, {{task}} or {{root}} (with data.root set)"
+                        ) from None
+    path = Path(text).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = Path(root) / path
+    return path
+
+
+def _local_path(local: LocalSource, spec: TaskSpec, split: str, lang: str, root: Any) -> Path:
+    template = local.path
+    if isinstance(template, dict):
+        if split not in template:
+            raise DataError(f"data.sources.{spec.name}.path has no {split!r} split; configured: "
+                            f"{', '.join(template) or 'none'}")
+        template = template[split]
+    return _expand(template, spec, split, lang, root)
+
+
+def _infer_format(path: Path, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    for ext, name in _EXTENSIONS.items():
+        if path.name.endswith(ext):
+            return name
+    raise DataError(f"{path}: cannot infer the format from the extension; set format to one of "
+                    f"{', '.join(LOCAL_FORMATS)}")
+
+
+def _read_local(path: Path, local: LocalSource, cache_dir: Any) -> datasets.Dataset:
+    fmt = _infer_format(path, local.format)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (expected {fmt} data)")
+    if fmt in ("conll", "conllu"):
+        return conll_dataset(path, fmt)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (expected {fmt} examples)")
+    kwargs: dict[str, Any] = {}
+    builder = fmt
+    if fmt in ("json", "jsonl"):
+        builder = "json"
+        if local.field:
+            kwargs["field"] = local.field
+    elif fmt in ("csv", "tsv"):
+        builder = "csv"
+        if fmt == "tsv":
+            # XNLI/PAWS-X style TSV: quotes are literal text, not field quoting
+            kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
+        if not local.header:
+            kwargs["header"] = None
+    try:
+        ds = datasets.load_dataset(builder, data_files={"data": str(path)}, split="data",
+                                   cache_dir=os.fspath(cache_dir) if cache_dir else None,
+                                   **kwargs)
+    except Exception as exc:
+        raise DataError(_parse_error(path, fmt, exc)) from exc
+    return ds
+
+
+def _parse_error(path: Path, fmt: str, exc: Exception) -> str:
+    if fmt == "jsonl" or (fmt == "json" and path.suffix == ".jsonl"):
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    json.loads(line)
+                except ValueError as err:
+                    return f"{path}:{lineno}: invalid JSON ({err.msg}); expected one object per line"
+    cause = exc
+    while cause.__cause__ is not None:  # datasets wraps the parser's error
+        cause = cause.__cause__
+    return f"{path}: cannot be read as {fmt}: {type(cause).__name__}: {str(cause)[:300]}"
+
+
+def _canonical_columns(ds: datasets.Dataset, spec: TaskSpec, columns: dict[str, str] | None,
+                       origin: str) -> datasets.Dataset:
+    if columns:
+        absent = [f"{canon} <- {col!r}" for canon, col in columns.items()
+                  if col not in ds.column_names]
+        if absent:
+            raise DataError(f"{origin}: columns mapping names missing file column(s): "
+                            f"{', '.join(absent)}; file has {', '.join(ds.column_names)}")
+        ds = ds.rename_columns({col: canon for canon, col in columns.items() if col != canon})
+    required = _REQUIRED[spec.format]
+    if spec.format == "classification" and spec.pair:
+        required = required + ("text_b",)
+    missing = [c for c in required if c not in ds.column_names]
+    if missing:
+        raise DataError(f"{origin}: missing required column(s) {', '.join(missing)} for a "
+                        f"{spec.format} task (expected {', '.join(required)}; file has "
+                        f"{', '.join(ds.column_names)}; map names with columns: {{...}})")
+    if "row" not in ds.column_names:
+        ds = ds.add_column("row", list(range(len(ds))))
+    return ds
+
+
+def _read_gold(path: Path, src: datasets.Dataset, tgt: datasets.Dataset
+               ) -> tuple[tuple[str, str], ...]:
+    if not path.is_file():
+        raise DataError(f"{path}: gold file not found (expected 'src_id<TAB>tgt_id' lines)")
+    src_ids, tgt_ids = set(src["id"]), set(tgt["id"])
+    gold = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\r\n").split("\t")
+            if len(parts) != 2:
+                raise DataError(f"{path}:{lineno}: expected 'src_id<TAB>tgt_id', got {line!r}")
+            if parts[0] not in src_ids or parts[1] not in tgt_ids:
+                raise DataError(f"{path}:{lineno}: gold pair {parts[0]}/{parts[1]} names an id "
+                                f"absent from the source or target sentences")
+            gold.append((parts[0], parts[1]))
+    return tuple(gold)
+
+
+# --------------------------------------------------------------------------------------------
+# labels and final schema
+# --------------------------------------------------------------------------------------------
+
+def _where(ds: datasets.Dataset, i: int, origin: str) -> str:
+    if "line" in ds.column_names:
+        return f"{origin}:{ds[i]['line']}"
+    row = ds[i]["row"]
+    if origin.endswith(".jsonl"):
+        return f"{origin}:{row + 1}"
+    return f"{origin}, row {row + 1}"
+
+
+def _label_index(value: Any, labels: tuple[str, ...], index: dict[str, int]) -> int | None:
+    """Index of a raw label: a class name, an integer index or a digit string; None if bad."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < len(labels) else None
+    if isinstance(value, str):
+        if value in index:
+            return index[value]
+        if value.strip().lstrip("-").isdigit():
+            n = int(value)
+            return n if 0 <= n < len(labels) else None
+    if isinstance(value, float) and value.is_integer():
+        return _label_index(int(value), labels, index)
+    return None
+
+
+def _bad_label(ds, i, origin, spec, value, labels) -> DataError:
+    allowed = ", ".join(labels) if labels else "none"
+    return DataError(f"{_where(ds, i, origin)}: label {value!r} is not in the label set of task "
+                     f"{spec.name} (allowed: {allowed}, or their indices 0-{len(labels) - 1})")
+
+
+def _finish(ds: datasets.Dataset, spec: TaskSpec, labels: tuple[str, ...], split: str,
+            lang: str, origin: str) -> datasets.Dataset:
+    if len(ds) == 0:
+        raise DataError(f"{origin}: no examples for task {spec.name} split {split} language "
+                        f"{lang}")
+    fmt = spec.format
+    index = {name: i for i, name in enumerate(labels)}
+    ids = ds["id"] if "id" in ds.column_names else [None] * len(ds)
+    rows = ds["row"]
+    new_ids = [str(v) if v is not None and str(v) != "" else f"{spec.name}-{split}-{lang}-{r}"
+               for v, r in zip(ids, rows)]
+    ds = ds.remove_columns([c for c in ("id",) if c in ds.column_names]).add_column("id", new_ids)
+
+    if fmt in ("classification", "multiple_choice"):
+        out = []
+        choices = ds["choices"] if fmt == "multiple_choice" else None
+        for i, value in enumerate(ds["label"]):
+            k = _label_index(value, labels, index)
+            if k is None:
+                raise _bad_label(ds, i, origin, spec, value, labels)
+            if choices is not None and len(choices[i]) != len(labels):
+                raise DataError(f"{_where(ds, i, origin)}: expected {len(labels)} choices for "
+                                f"task {spec.name}, got {len(choices[i])}")
+            out.append(k)
+        ds = ds.remove_columns("label").add_column("label", out)
+    elif fmt == "tagging":
+        out_tags = []
+        tokens = ds["tokens"]
+        for i, seq in enumerate(ds["tags"]):
+            if len(seq) != len(tokens[i]):
+                raise DataError(f"{_where(ds, i, origin)}: {len(tokens[i])} tokens but "
+                                f"{len(seq)} tags")
+            mapped = []
+            for value in seq:
+                k = _label_index(value, labels, index)
+                if k is None:
+                    if spec.open_labels and split != "train":
+                        k = IGNORE_INDEX
+                    else:
+                        raise _bad_label(ds, i, origin, spec, value, labels)
+                mapped.append(k)
+            out_tags.append(mapped)
+        ds = ds.remove_columns("tags").add_column("tags", out_tags)
+    if fmt == "classification" and "text_b" not in ds.column_names:
+        ds = ds.add_column("text_b", [None] * len(ds))
+    features = datasets.Features(_FEATURES[fmt])
+    ds = ds.select_columns(list(features))
+    try:
+        return ds.cast(features)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{origin}: columns do not have the canonical {fmt} types "
+                        f"({', '.join(f'{k}: {v}' for k, v in _FEATURES[fmt].items())}): {exc}"
+                        ) from None

@@ -1,0 +1,206 @@
+"""Per-dataset adapters: hub column layout -> canonical examples (docs/ARCHITECTURE.md).
+
+An adapter names the columns it needs, optionally keeps only some rows (SNLI's unlabeled pairs,
+one XNLI language, TyDiQA's English training ids) and converts a batch to canonical columns.
+Labels leave an adapter as raw values (class names, integer indices or digit strings);
+xrobust.data.loading maps and checks them against the task's label set in one place. Every
+output row carries `row`, its index in the source, so errors can point at it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import datasets
+
+from xrobust.errors import DataError
+from xrobust.tasks.registry import TYDIQA_ID_PREFIXES
+
+Batch = dict[str, list]
+
+
+@dataclass(frozen=True)
+class Context:
+    lang: str
+    id_prefix: str  # used when the source has no id column: "<task>-<split>-<lang>"
+    # ClassLabel names of source columns, so hub integers become names before mapping
+    class_names: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    required: tuple[str, ...]
+    convert: Callable[[Batch, list[int], Context], Batch]
+    keep: Callable[[Batch, Context], list[bool]] | None = None
+    description: str = ""
+
+
+def _names(value: Any, names: list[str] | None) -> Any:
+    """A ClassLabel integer as its name (negative = no label stays as is)."""
+    if names is not None and isinstance(value, int) and 0 <= value < len(names):
+        return names[value]
+    return value
+
+
+def _ids(batch: Batch, column: str | None, rows: list[int], ctx: Context) -> list[str]:
+    if column and column in batch:
+        return [str(v) for v in batch[column]]
+    return [f"{ctx.id_prefix}-{r}" for r in rows]
+
+
+def _pair(a: str, b: str | None, label: str, id_col: str | None):
+    def convert(batch: Batch, rows: list[int], ctx: Context) -> Batch:
+        names = ctx.class_names.get(label)
+        return {
+            "id": _ids(batch, id_col, rows, ctx),
+            "text_a": batch[a],
+            "text_b": batch[b] if b else [None] * len(rows),
+            "label": [_names(v, names) for v in batch[label]],
+        }
+    return convert
+
+
+def _squad(batch: Batch, rows: list[int], ctx: Context) -> Batch:
+    answers = []
+    for a in batch["answers"]:
+        a = a or {}
+        answers.append({"text": [str(t) for t in a.get("text", [])],
+                        "answer_start": [int(s) for s in a.get("answer_start", [])]})
+    return {"id": _ids(batch, "id", rows, ctx), "question": batch["question"],
+            "context": batch["context"], "answers": answers}
+
+
+def _hellaswag(batch: Batch, rows: list[int], ctx: Context) -> Batch:
+    # `ctx` is ctx_a + ctx_b; every ending continues it. Test labels are "" (hidden).
+    return {"id": _ids(batch, "ind", rows, ctx), "prompt": batch["ctx"],
+            "choices": [list(e) for e in batch["endings"]], "label": batch["label"]}
+
+
+def _cosmos_qa(batch: Batch, rows: list[int], ctx: Context) -> Batch:
+    prompts = [f"{c} {q}" for c, q in zip(batch["context"], batch["question"])]
+    choices = [list(c) for c in zip(*(batch[f"answer{i}"] for i in range(4)))]
+    return {"id": _ids(batch, "id", rows, ctx), "prompt": prompts, "choices": choices,
+            "label": batch["label"]}
+
+
+def _commonsense_qa(batch: Batch, rows: list[int], ctx: Context) -> Batch:
+    labels = []
+    for row, choices, key in zip(rows, batch["choices"], batch["answerKey"]):
+        keys = list(choices["label"])
+        # The label is the position of answerKey among the choice letters (A..E).
+        labels.append(keys.index(key) if key in keys else key)
+    return {"id": _ids(batch, "id", rows, ctx), "prompt": batch["question"],
+            "choices": [list(c["text"]) for c in batch["choices"]], "label": labels}
+
+
+def _tagging(tag_col: str):
+    def convert(batch: Batch, rows: list[int], ctx: Context) -> Batch:
+        names = ctx.class_names.get(tag_col)
+        return {"id": _ids(batch, None, rows, ctx), "tokens": [list(t) for t in batch["tokens"]],
+                "tags": [[_names(v, names) for v in seq] for seq in batch[tag_col]]}
+    return convert
+
+
+def _bitext(batch: Batch, rows: list[int], ctx: Context) -> Batch:
+    # bucc18 fills source_lang/target_lang with the official sentence ids ("de-000000013");
+    # tatoeba fills them with language codes, so positional ids are used there.
+    def side_ids(col: str, lang: str) -> list[str]:
+        vals = batch.get(col) or [None] * len(rows)
+        return [str(v) if v and "-" in str(v) else f"{lang}-{r}" for v, r in zip(vals, rows)]
+    return {"id": side_ids("source_lang", ctx.lang), "text": batch["source_sentence"],
+            "target_id": side_ids("target_lang", "en"), "target_text": batch["target_sentence"]}
+
+
+def _keep_labeled(batch: Batch, ctx: Context) -> list[bool]:
+    return [v is not None and v != -1 for v in batch["label"]]
+
+
+def _keep_xnli_language(batch: Batch, ctx: Context) -> list[bool]:
+    return [lang == ctx.lang for lang in batch["language"]]
+
+
+def _keep_tydiqa_language(batch: Batch, ctx: Context) -> list[bool]:
+    prefix = TYDIQA_ID_PREFIXES.get(ctx.lang, ctx.lang) + "-"
+    return [str(i).startswith(prefix) for i in batch["id"]]
+
+
+_SQUAD_COLS = ("context", "question", "answers")
+
+ADAPTERS: dict[str, Adapter] = {a.name: a for a in [
+    Adapter("glue_mnli", ("premise", "hypothesis", "label"),
+            _pair("premise", "hypothesis", "label", "idx"), _keep_labeled,
+            "premise/hypothesis -> text_a/text_b; label 0-2; id = idx; unlabeled (-1) rows dropped"),
+    Adapter("glue_qqp", ("question1", "question2", "label"),
+            _pair("question1", "question2", "label", "idx"), _keep_labeled,
+            "question1/question2 -> text_a/text_b; label 0-1; id = idx"),
+    Adapter("glue_sst2", ("sentence", "label"), _pair("sentence", None, "label", "idx"),
+            _keep_labeled, "sentence -> text_a (text_b None); label 0-1; id = idx"),
+    Adapter("anli", ("premise", "hypothesis", "label"),
+            _pair("premise", "hypothesis", "label", "uid"), _keep_labeled,
+            "premise/hypothesis -> text_a/text_b; label 0-2; id = uid"),
+    Adapter("snli", ("premise", "hypothesis", "label"),
+            _pair("premise", "hypothesis", "label", None), _keep_labeled,
+            "premise/hypothesis -> text_a/text_b; rows with label -1 (no gold) dropped"),
+    Adapter("squad", _SQUAD_COLS, _squad, None, "id/question/context/answers unchanged"),
+    Adapter("hellaswag", ("ctx", "endings", "label"), _hellaswag, None,
+            "ctx -> prompt; endings -> choices; label string '0'-'3'; id = ind"),
+    Adapter("cosmos_qa", ("context", "question", "answer0", "answer1", "answer2",
+                          "answer3", "label"), _cosmos_qa, None,
+            "context + ' ' + question -> prompt; answer0..3 -> choices; label int"),
+    Adapter("commonsense_qa", ("question", "choices", "answerKey"), _commonsense_qa, None,
+            "question -> prompt; choices.text -> choices; answerKey's position in choices.label"),
+    Adapter("xtreme_xnli", ("language", "sentence1", "sentence2", "gold_label"),
+            _pair("sentence1", "sentence2", "gold_label", None), _keep_xnli_language,
+            "rows of the requested language; sentence1/2 -> text_a/b; gold_label name"),
+    Adapter("xtreme_pawsx", ("sentence1", "sentence2", "label"),
+            _pair("sentence1", "sentence2", "label", None), None,
+            "sentence1/2 -> text_a/b; label string '0'/'1'"),
+    Adapter("xtreme_udpos", ("tokens", "pos_tags"), _tagging("pos_tags"), None,
+            "tokens; pos_tags (UPOS ClassLabel) -> tags"),
+    Adapter("xtreme_panx", ("tokens", "ner_tags"), _tagging("ner_tags"), None,
+            "tokens; ner_tags (BIO ClassLabel) -> tags"),
+    Adapter("xtreme_squad_layout", _SQUAD_COLS, _squad, None,
+            "XQuAD/MLQA: SQuAD layout unchanged"),
+    Adapter("xtreme_tydiqa", ("id",) + _SQUAD_COLS, _squad, _keep_tydiqa_language,
+            "SQuAD layout; rows whose id starts with the language name ('english-...')"),
+    Adapter("xtreme_bitext", ("source_sentence", "target_sentence"), _bitext, None,
+            "source_sentence -> text (requested language), target_sentence -> English side"),
+]}
+
+
+def class_label_names(ds: datasets.Dataset) -> dict[str, list[str]]:
+    """ClassLabel names per column (also for sequences of ClassLabel, as in PAN-X tags)."""
+    out = {}
+    for name, feat in ds.features.items():
+        inner = getattr(feat, "feature", feat)
+        if isinstance(inner, datasets.ClassLabel):
+            out[name] = list(inner.names)
+    return out
+
+
+def apply_adapter(ds: datasets.Dataset, adapter: str | Adapter, ctx_lang: str, id_prefix: str,
+                  origin: str) -> datasets.Dataset:
+    """Run an adapter over `ds`; `origin` names the file or hub call in error messages."""
+    if isinstance(adapter, str):
+        if adapter not in ADAPTERS:
+            raise DataError(f"{origin}: unknown adapter {adapter!r}; known: {', '.join(ADAPTERS)}")
+        adapter = ADAPTERS[adapter]
+    # Id columns are optional (positional ids replace them); content columns are not.
+    missing = [c for c in adapter.required if c not in ds.column_names]
+    if missing:
+        raise DataError(
+            f"{origin}: missing column(s) {', '.join(missing)} for the {adapter.name} layout "
+            f"(expected {', '.join(adapter.required)}; found {', '.join(ds.column_names)})")
+    ctx = Context(lang=ctx_lang, id_prefix=id_prefix, class_names=class_label_names(ds))
+    ds = ds.add_column("row", list(range(len(ds))))
+    if adapter.keep is not None:
+        ds = ds.filter(lambda b: adapter.keep(b, ctx), batched=True)
+
+    def convert(batch: Batch) -> Batch:
+        out = adapter.convert(batch, batch["row"], ctx)
+        out["row"] = batch["row"]
+        return out
+
+    return ds.map(convert, batched=True, remove_columns=ds.column_names)
