@@ -27,6 +27,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--norm", default="l2", choices=["l2", "linf"])
     parser.add_argument("--granularity", default="example", choices=["example", "token"])
     parser.add_argument("--grad-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--footprint-mb", type=float, default=256.0,
+                        help="cycle through enough input copies to touch this many MB per round, so "
+                             "timings reflect main memory rather than a warm last-level cache (default: %(default)s)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
 
 
@@ -43,18 +46,22 @@ def _parse_shapes(text):
     return shapes
 
 
-def _time(fn, device, warmup, repeats):
+def _time_interleaved(fns, device, warmup, repeats):
+    """Median seconds per callable. Rounds run every callable once in turn, so load from other
+    processes on a shared machine hits all of them alike and the ratios stay meaningful."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
     sync()
-    times = []
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, acc in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            acc.append(time.perf_counter() - t0)
+    return [(statistics.median(t), min(t)) for t in times]
 
 
 def _cpu_model():
@@ -84,30 +91,47 @@ def run(args) -> int:
     results = []
     for B, L, D in _parse_shapes(args.shapes):
         n = B * L * D
+        copies = max(1, int(args.footprint_mb * 2**20 // (8 * n)))
         gen = torch.Generator().manual_seed(0)
-        delta = (0.01 * torch.randn(B, L, D, generator=gen)).to(device)
-        grad = torch.randn(B, L, D, generator=gen).to(device=device, dtype=grad_dtype)
+        deltas = [(0.01 * torch.randn(B, L, D, generator=gen)).to(device) for _ in range(copies)]
+        grads = [torch.randn(B, L, D, generator=gen).to(device=device, dtype=grad_dtype) for _ in range(copies)]
         mask = torch.ones(B, L, dtype=torch.long, device=device)
         mask[B // 2:, (3 * L) // 4:] = 0  # some padding, as in a length-grouped batch
-        for backend in backends:
-            def step(backend=backend):
-                perturbation_step(delta, grad, mask, step_size=0.1, max_norm=0.3, norm=args.norm,
+        counter = [0]
+
+        def next_index():
+            counter[0] += 1
+            return counter[0] % copies
+
+        def make_step(backend):
+            def step():
+                i = next_index()
+                perturbation_step(deltas[i], grads[i], mask, step_size=0.1, max_norm=0.3, norm=args.norm,
                                   granularity=args.granularity, backend=backend)
-            step()  # first call builds/compiles outside the timed region
-            t = _time(step, device, args.warmup, args.repeats)
-            results.append(dict(shape=[B, L, D], backend=backend, median_s=t, gbps=12 * n / t / 1e9,
-                                bytes_per_element=12))
-        dst = torch.empty_like(delta)
-        t = _time(lambda: dst.copy_(delta), device, args.warmup, args.repeats)
-        results.append(dict(shape=[B, L, D], backend="copy", median_s=t, gbps=8 * n / t / 1e9, bytes_per_element=8))
+            return step
+
+        dsts = [torch.empty_like(deltas[0]) for _ in range(copies)]
+
+        def copy():
+            i = next_index()
+            dsts[i].copy_(deltas[i])
+
+        fns = [make_step(backend) for backend in backends] + [copy]
+        fns[-2]()  # the first call of a compiled backend builds it: keep that out of the timings
+        timings = _time_interleaved(fns, device, args.warmup, args.repeats)
+        for name, (t, t_min) in zip(backends + ["copy"], timings):
+            per_element = 8 if name == "copy" else 12
+            results.append(dict(shape=[B, L, D], backend=name, median_s=t, min_s=t_min,
+                                gbps=per_element * n / t / 1e9, bytes_per_element=per_element))
+        del deltas, grads, dsts
 
     machine = _cpu_model() if device.type == "cpu" else torch.cuda.get_device_name(device)
     report = dict(device=device.type, machine=machine, threads=torch.get_num_threads(), norm=args.norm,
                   granularity=args.granularity, grad_dtype=args.grad_dtype, warmup=args.warmup,
-                  repeats=args.repeats, torch=torch.__version__, results=results)
+                  repeats=args.repeats, footprint_mb=args.footprint_mb, torch=torch.__version__, results=results)
     print(f"device={device.type} ({machine}) threads={report['threads']} norm={args.norm} "
           f"granularity={args.granularity} grad={args.grad_dtype} median of {args.repeats}")
-    print(f"{'shape':<16}{'backend':<10}{'time ms':>10}{'GB/s':>9}{'% copy':>8}{'x eager':>9}")
+    print(f"{'shape':<16}{'backend':<10}{'median ms':>10}{'min ms':>9}{'GB/s':>9}{'% copy':>8}{'x eager':>9}")
     for r in results:
         same = [x for x in results if x["shape"] == r["shape"]]
         copy = next(x for x in same if x["backend"] == "copy")
@@ -115,7 +139,7 @@ def run(args) -> int:
         shape = "x".join(map(str, r["shape"]))
         rel = "" if r["backend"] == "copy" else f"{100 * r['gbps'] / copy['gbps']:.0f}%"
         speed = "" if r["backend"] == "copy" else f"{eager['median_s'] / r['median_s']:.1f}"
-        print(f"{shape:<16}{r['backend']:<10}{1e3 * r['median_s']:>10.3f}{r['gbps']:>9.1f}{rel:>8}{speed:>9}")
+        print(f"{shape:<16}{r['backend']:<10}{1e3 * r['median_s']:>10.3f}{1e3 * r['min_s']:>9.3f}{r['gbps']:>9.1f}{rel:>8}{speed:>9}")
     if args.json:
         from xrobust.io import atomic_write_json
 
