@@ -101,6 +101,9 @@ class LengthGroupedBatchSampler:
 
     # -- resume --------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """`position` counts batches handed out. A DataLoader with workers prefetches ahead of
+        training, so a loop that checkpoints should store the number of batches it consumed:
+        `state = sampler.state_dict(); state["position"] = consumed_this_epoch`."""
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "num_samples": len(self.lengths),
                 "batch_size": self.batch_size, "num_replicas": self.num_replicas}
 

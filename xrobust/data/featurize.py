@@ -192,26 +192,29 @@ def _check_qa_lengths(name, tokenizer, max_length, doc_stride, max_query_length)
         )
 
 
-def _truncate_query(tokenizer, question: str, max_query_length: int) -> str:
-    # Cut the question text at a token boundary, so the query keeps <= max_query_length tokens
-    # without decoding ids back to text (decoding would change spacing/normalization).
-    q = question.lstrip()  # leading spaces only waste tokens (SQuAD recipe)
-    enc = tokenizer(q, add_special_tokens=False, return_offsets_mapping=True)
-    offsets, keep = enc["offset_mapping"], max_query_length
-    while len(enc["input_ids"]) > max_query_length and keep > 0:
-        # a prefix can re-tokenize into more pieces than it had inside the full text: cut shorter
-        cut = q[: offsets[keep - 1][1]]
-        enc = tokenizer(cut, add_special_tokens=False)
-        keep -= 1
-        q_out = cut
-    return q if keep == max_query_length else q_out
+def _truncate_queries(tokenizer, questions: list[str], max_query_length: int) -> list[str]:
+    """Cut each question at a token boundary so it keeps <= max_query_length tokens, without
+    decoding ids back to text (decoding would change spacing and normalization)."""
+    qs = [q.lstrip() for q in questions]  # leading spaces only waste tokens (SQuAD recipe)
+    enc = tokenizer(qs, add_special_tokens=False, return_offsets_mapping=True)
+    out = []
+    for q, ids, offsets in zip(qs, enc["input_ids"], enc["offset_mapping"]):
+        keep, n = max_query_length, len(ids)
+        while n > max_query_length and keep > 0:
+            # a prefix can re-tokenize into more pieces than it had inside the full text: cut shorter
+            q_cut = q[: offsets[keep - 1][1]]
+            n = len(tokenizer(q_cut, add_special_tokens=False)["input_ids"])
+            keep -= 1
+            q = q_cut if n <= max_query_length else q
+        out.append(q)
+    return out
 
 
 def _span_qa(spec, tokenizer, *, max_length, doc_stride, max_query_length, train, **_):
     name = spec.name
 
     def fn(batch):
-        questions = [_truncate_query(tokenizer, q, max_query_length) for q in batch["question"]]
+        questions = _truncate_queries(tokenizer, batch["question"], max_query_length)
         enc = tokenizer(
             questions,
             batch["context"],
