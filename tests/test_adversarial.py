@@ -1,0 +1,223 @@
+"""Adversarial strategies on a real 1-rank DeepSpeed engine (ZeRO-0, gloo), single process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent / "scripts"))
+from adv_common import FORMATS, make_batch, tiny_model  # noqa: E402
+
+from xrobust.adversarial import build_strategy, symmetric_kl  # noqa: E402
+from xrobust.config.schema import AdversarialConfig  # noqa: E402
+from xrobust.errors import ConfigError  # noqa: E402
+
+METHODS = ("none", "fgm", "pgd", "freelb", "smart", "r3f", "rs-rp", "rs-da")
+GRAD_METHODS = ("fgm", "pgd", "freelb", "smart")
+
+
+def cfg_for(method: str, **kw) -> AdversarialConfig:
+    base = dict(method=method, steps=2, step_size=0.1, init_mag=0.1, max_norm=0.3, backend="eager")
+    if method == "rs-da":
+        base["neighbours"] = "unused.tsv"
+    if method in ("smart", "r3f"):
+        base.update(init_mag=1e-3, step_size=1e-2, max_norm=0.05)
+    base.update(kw)
+    return AdversarialConfig(**base)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dist():
+    import deepspeed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
+                 "LOCAL_RANK": "0", "DS_ACCELERATOR": "cpu"}.items():
+        os.environ.setdefault(k, v)
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend="gloo")
+    yield
+
+
+def make_engine(model, gas: int = 1, lr: float = 1e-3):
+    import deepspeed
+
+    ds = {"train_micro_batch_size_per_gpu": 3, "gradient_accumulation_steps": gas, "gradient_clipping": 1.0,
+          "zero_optimization": {"stage": 0}, "steps_per_print": 10**9}
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=ds)
+    return engine
+
+
+def run_steps(engine, strategy, fmt, steps=2, seed=0):
+    stats = []
+    for s in range(steps):
+        for m in range(engine.gradient_accumulation_steps()):
+            stats.append(strategy.step(engine, make_batch(fmt, seed * 100 + s * 10 + m)))
+            engine.step()
+    return stats
+
+
+def params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_every_format(method, fmt):
+    model = tiny_model()
+    before = params(model)
+    engine = make_engine(model)
+    strategy = build_strategy(cfg_for(method), model)
+    stats = run_steps(engine, strategy, fmt, steps=1)
+    for st in stats:
+        assert torch.isfinite(torch.tensor(st["loss"]))
+        if strategy.adversarial:
+            assert {"loss", "adv_loss", "delta_norm", "nonfinite_resets"} <= set(st)
+            assert st["nonfinite_resets"] == 0
+            assert st["delta_norm"] > 0
+            if method != "rs-rp":
+                assert "clean_loss" in st
+    after = params(model)
+    head = {"classification": "cls", "multiple_choice": "mc", "span_qa": "qa", "tagging": "tag"}[fmt]
+    changed = [k for k in after if not torch.equal(after[k], before[k])]
+    assert any(k.startswith(f"heads.{head}.") for k in changed)
+    assert any(k.startswith("encoder.embeddings.word_embeddings") for k in changed)
+    assert all(torch.isfinite(v).all() for v in after.values())
+    strategy.close()
+
+
+def test_none_is_bit_identical_to_plain_training():
+    a, b = tiny_model(), tiny_model()
+    ea, eb = make_engine(a, gas=2), make_engine(b, gas=2)
+    strategy = build_strategy(AdversarialConfig(method="none"), a)
+    for s in range(3):
+        for m in range(2):
+            batch = make_batch(FORMATS[(s + m) % 4], s * 10 + m)
+            strategy.step(ea, batch)
+            ea.step()
+            out = eb(**batch)
+            eb.backward(out.loss)
+            eb.step()
+    pa, pb = params(a), params(b)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert any(not torch.equal(pa[k], v) for k, v in params(tiny_model()).items())
+
+
+def _record_deltas(model, strategy):
+    seen = []
+
+    def hook(module, inputs, output):
+        if strategy.injector.delta is not None:
+            seen.append(strategy.injector.delta.detach().clone())
+
+    handle = model.word_embeddings().register_forward_hook(hook)
+    return seen, handle
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+@pytest.mark.parametrize("fmt", ["classification", "multiple_choice"])
+def test_freelb_stays_in_ball_and_padding_is_zero(norm, fmt):
+    model = tiny_model()
+    engine = make_engine(model)
+    max_norm = 0.05 if norm == "l2" else 0.01
+    # step_size far above max_norm: every ascent step ends on the projection
+    strategy = build_strategy(cfg_for("freelb", steps=3, step_size=1.0, max_norm=max_norm, init_mag=0.5,
+                                      norm=norm, backend="auto"), model)
+    seen, handle = _record_deltas(model, strategy)
+    batches = []
+    for s in range(3):
+        batch = make_batch(fmt, 50 + s)
+        batches.append(batch)
+        strategy.step(engine, batch)
+        engine.step()
+    handle.remove()
+    assert len(seen) == 9
+    for i, delta in enumerate(seen):
+        mask = batches[i // 3]["attention_mask"]
+        mask = mask.flatten(0, 1) if mask.dim() == 3 else mask
+        pad = mask == 0
+        assert pad.any()
+        assert torch.count_nonzero(delta[pad]) == 0, "padding positions of delta must stay exactly 0"
+        flat = delta.flatten(1)
+        n = flat.norm(dim=1) if norm == "l2" else flat.abs().amax(dim=1)
+        assert (n <= max_norm * (1 + 1e-5)).all(), n
+        if i % 3:  # after an ascent step the projection is active
+            assert torch.allclose(n, torch.full_like(n, max_norm), rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", GRAD_METHODS)
+def test_nonfinite_delta_gradient_is_reset_and_counted(method):
+    model = tiny_model()
+    engine = make_engine(model)
+    strategy = build_strategy(cfg_for(method, steps=2), model)
+    calls = []
+
+    def poison(g):
+        calls.append(1)
+        if len(calls) == 1:  # the first delta gradient of the first micro-batch only
+            g = g.clone()
+            g[1, 2, 0] = float("nan")
+            g[1, 3, 1] = float("inf")
+        return g
+
+    strategy.grad_hook = poison
+    stats = run_steps(engine, strategy, "classification", steps=3)
+    assert stats[0]["nonfinite_resets"] == 1
+    assert all(s["nonfinite_resets"] == 0 for s in stats[1:])
+    assert all(torch.isfinite(torch.tensor(s["loss"])) for s in stats)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_warm_up_trains_plainly_before_start_step():
+    model = tiny_model()
+    engine = make_engine(model)
+    strategy = build_strategy(cfg_for("freelb", start_step=2), model)
+    stats = run_steps(engine, strategy, "tagging", steps=3)
+    assert [s["adv_active"] for s in stats] == [0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("bad,key", [
+    (dict(method="bogus"), "method"),
+    (dict(method="freelb", steps=0), "steps"),
+    (dict(method="pgd", step_size=0.0), "step_size"),
+    (dict(method="r3f", init_mag=0.0), "init_mag"),
+    (dict(method="smart", weight=0.0), "weight"),
+    (dict(method="fgm", norm="l1"), "norm"),
+    (dict(method="rs-da"), "neighbours"),
+    (dict(method="freelb", max_norm=-1.0), "max_norm"),
+])
+def test_bad_settings_raise_config_error(bad, key):
+    with pytest.raises(ConfigError, match=key):
+        build_strategy(AdversarialConfig(**bad), tiny_model())
+
+
+def test_symmetric_kl_per_format():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 6, 2, generator=g)
+    b = torch.randn(2, 6, 2, generator=g)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    assert symmetric_kl("span_qa", a, a, attention_mask=mask).abs() < 1e-6
+    k1 = symmetric_kl("span_qa", a, b, attention_mask=mask)
+    b2 = b.clone()
+    b2[0, 4:] = 100.0  # padding positions must not matter
+    assert torch.allclose(k1, symmetric_kl("span_qa", a, b2, attention_mask=mask))
+    assert k1 > 0 and torch.isfinite(k1)
+    t1, t2 = torch.randn(2, 6, 5, generator=g), torch.randn(2, 6, 5, generator=g)
+    labels = torch.full((2, 6), -100)
+    labels[:, 1] = 0
+    t2b = t2.clone()
+    t2b[:, 2:] += 50
+    assert torch.allclose(symmetric_kl("tagging", t1, t2, labels=labels), symmetric_kl("tagging", t1, t2b, labels=labels))
+    c1, c2 = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    p, q = c1.softmax(-1), c2.softmax(-1)
+    want = ((p * (p.log() - q.log())).sum(-1) + (q * (q.log() - p.log())).sum(-1)).mean()
+    assert torch.allclose(symmetric_kl("classification", c1, c2), want, atol=1e-6)
