@@ -38,7 +38,7 @@ class PhaseConfig:
     tasks: list[str] = field(default_factory=list)
     multitask: bool = True  # false: one run per task (X-STILTs target phase)
     init_encoder: Optional[str] = None  # HF dir; default: previous phase's encoder, else model
-    sampler: str = "proportional"  # uniform | proportional | capped | temperature
+    sampler: str = "proportional"  # uniform | proportional | capped_proportional | temperature
     temperature: float = 2.0
     cap: int = 100000
     lr: float = 1e-5
@@ -117,7 +117,7 @@ CHOICES = {
     "adversarial.norm": ("l2", "linf"),
     "adversarial.noise": ("uniform", "normal"),
     "adversarial.backend": ("auto", "eager", "compiled", "triton"),
-    "phase.sampler": ("uniform", "proportional", "capped", "temperature"),
+    "phase.sampler": ("uniform", "proportional", "capped_proportional", "temperature"),
     "evaluation.split": ("dev", "test"),
     "evaluation.pooling": ("mean", "cls"),
     "tracking.mode": ("online", "offline", "disabled"),

@@ -248,8 +248,17 @@ def _load_raw(spec: TaskSpec, split: str, lang: str, local: LocalSource | None, 
         path = Path(spec.local_template.format(root=os.fspath(root), task=spec.name,
                                                split=split, lang=lang))
         ds = _read_local(path, LocalSource(path=str(path), format="jsonl"), cache_dir)
+        if spec.format == "retrieval" and {"source", "target"} <= set(ds.column_names):
+            ds = _pair_rows(ds)
         return _canonical_columns(ds, spec, None, str(path)), str(path)
     return _load_hub(spec, split, lang, cache_dir)
+
+
+def _pair_rows(ds: datasets.Dataset) -> datasets.Dataset:
+    """A file of translation pairs {id, source, target} -> the bitext layout (one row per gold pair)."""
+    return ds.map(lambda b: {"text": b["source"], "target_text": b["target"],
+                             "target_id": [f"{i}-en" for i in b["id"]]},
+                  batched=True, remove_columns=["source", "target"])
 
 
 def _load_hub(spec: TaskSpec, split: str, lang: str, cache_dir: Any

@@ -71,3 +71,67 @@ def _embed(model, batch, layer: int, pooling: str) -> np.ndarray:
     from .postprocess import pool_embeddings
 
     return pool_embeddings(states[layer].float(), batch["attention_mask"], pooling=pooling).cpu().numpy()
+
+
+# -- per-format predictions and scores --------------------------------------------------------------
+
+def predict(model, spec, examples, features, tokenizer, batch_size: int):
+    """Example-level predictions in the official file's terms: label names, tag lists, answer texts."""
+    from . import postprocess as post
+
+    head = spec.head or spec.name
+    logits = forward_outputs(model, features, tokenizer, head, batch_size)
+    if spec.format == "classification":
+        return post.classification_predictions(logits, spec.labels)
+    if spec.format == "multiple_choice":
+        return post.multiple_choice_predictions(logits)
+    if spec.format == "tagging":
+        by_id = post.tagging_predictions(features, logits, spec.labels)
+        return [by_id[str(i)] for i in examples["id"]]
+    if spec.format == "span_qa":
+        return post.span_qa_predictions(examples, features, logits)
+    raise ValueError(f"task {spec.name}: {spec.format} has no head predictions (use retrieval)")
+
+
+def gold(spec, examples):
+    if spec.format == "classification":
+        return [spec.labels[i] for i in examples["label"]]
+    if spec.format == "multiple_choice":
+        return list(examples["label"])
+    if spec.format == "tagging":
+        return [[spec.labels[t] for t in tags] for tags in examples["tags"]]
+    if spec.format == "span_qa":
+        return [(str(i), list(a["text"])) for i, a in zip(examples["id"], examples["answers"])]
+    raise ValueError(spec.format)
+
+
+def score(spec, examples, predictions, lang: str) -> dict[str, float]:
+    from . import metrics as M
+
+    golds = gold(spec, examples)
+    if spec.format in ("classification", "multiple_choice"):
+        return M.accuracy(golds, predictions)
+    if spec.format == "tagging":
+        return M.seqeval_prf(golds, predictions)
+    if spec.metric == "mlqa_em_f1":
+        return M.mlqa_scores(golds, predictions, lang)
+    return M.squad_scores(golds, predictions)
+
+
+def selection_score(metrics: dict[str, float]) -> float:
+    """The number model selection maximises: accuracy, F1, or (EM + F1) / 2 for QA."""
+    if "exact_match" in metrics:
+        return (metrics["exact_match"] + metrics["f1"]) / 2
+    return metrics["f1"] if "f1" in metrics else metrics["accuracy"]
+
+
+def evaluate_dev(model, data, batch_size: int) -> dict[str, dict[str, float]]:
+    """English dev scores of every task of a training phase (data: training.data.PhaseData)."""
+    out = {}
+    for name, task in data.tasks.items():
+        if task.dev_features is None:
+            continue
+        preds = predict(model, task.spec, task.dev_examples, task.dev_features, data.tokenizer, batch_size)
+        metrics = score(task.spec, task.dev_examples, preds, "en")
+        out[name] = {**metrics, "selection": selection_score(metrics)}
+    return out

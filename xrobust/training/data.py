@@ -65,9 +65,10 @@ class TaskData:
 class PhaseData:
     def __init__(self, cfg, phase, tokenizer, seed: int):
         from ..data.collate import Collator
-        from ..data.sampler import TaskSampler
+        from ..data.sampler import MultiTaskSampler
 
         self.phase = phase
+        self.tokenizer = tokenizer
         by_head: dict = {}
         for name in phase.tasks:  # tasks sharing a head (XQuAD, MLQA) share its training data too
             spec = get_task(name)
@@ -77,8 +78,8 @@ class PhaseData:
                       for i, spec in enumerate(self.specs)}
         self.collators = {name: Collator(tokenizer, head=t.spec.head or t.spec.name) for name, t in self.tasks.items()}
         sizes = {name: len(t.features) for name, t in self.tasks.items()}
-        self.sampler = TaskSampler(sizes, kind=phase.sampler, temperature=phase.temperature, cap=phase.cap,
-                                   seed=seed)
+        self.sampler = MultiTaskSampler(sizes, phase.sampler, temperature=phase.temperature, cap=phase.cap,
+                                        seed=seed)
         self._iters = {name: iter(t.batches) for name, t in self.tasks.items()}
 
     def batches_per_epoch(self) -> int:
