@@ -1,0 +1,228 @@
+"""The embedded demo world: determinism, canonical schema of every file, and that MLM pretraining
+produces a loadable encoder."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from xrobust.data.synthetic import DEMO_LANGUAGES, DEMO_TASKS, MAX_LENGTH, build_world
+from xrobust.errors import DataError
+
+SMALL = {"train": 120, "dev": 30, "test": 30, "tatoeba": 30, "corpus_mono": 300, "corpus_parallel": 400,
+         "corpus_codeswitch": 300}
+CYRILLIC = re.compile(r"[\u0400-\u04FF]")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def all_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("world") / "w", seed=0, sizes=SMALL)
+
+
+def test_same_seed_gives_identical_bytes(world, tmp_path):
+    again = build_world(tmp_path / "again", seed=0, sizes=SMALL)
+    a, b = all_files(world["root"]), all_files(again["root"])
+    assert sorted(a) == sorted(b)
+    different = [k for k in a if a[k] != b[k]]
+    assert not different, f"files differ between two builds with seed 0: {different}"
+
+
+def test_other_seed_gives_other_data(world, tmp_path):
+    other = build_world(tmp_path / "other", seed=1, sizes={**SMALL, "corpus_mono": 50, "corpus_parallel": 50,
+                                                          "corpus_codeswitch": 50})
+    a = (world["data_root"] / "demo_xnli" / "train-en.jsonl").read_bytes()
+    b = (other["data_root"] / "demo_xnli" / "train-en.jsonl").read_bytes()
+    assert a != b
+
+
+def test_rebuild_with_same_manifest_is_skipped(world):
+    f = world["data_root"] / "demo_ner" / "dev-xb.jsonl"
+    before = f.stat().st_mtime_ns
+    again = build_world(world["root"], seed=0, sizes=SMALL)
+    assert again["data_root"] == world["data_root"]
+    assert f.stat().st_mtime_ns == before
+
+
+def test_bad_sizes_are_rejected(tmp_path):
+    with pytest.raises(DataError, match="unknown sizes"):
+        build_world(tmp_path / "x", sizes={"trian": 5})
+    with pytest.raises(DataError, match="positive int"):
+        build_world(tmp_path / "x", sizes={"dev": 0})
+
+
+def test_split_and_language_layout(world):
+    data = world["data_root"]
+    assert world["languages"] == list(DEMO_LANGUAGES) == ["en", "xa", "xb", "xc"]
+    for name, spec in DEMO_TASKS.items():
+        files = sorted(p.name for p in (data / name).iterdir())
+        expected = sorted(f"{split}-{lang}.jsonl" for split, langs in spec["splits"].items() for lang in langs)
+        assert files == expected, name
+        if spec["role"] == "target" and spec["format"] != "retrieval":
+            assert spec["splits"] == {"train": ["en"], "dev": list(DEMO_LANGUAGES), "test": list(DEMO_LANGUAGES)}
+        for split, langs in spec["splits"].items():
+            n = SMALL["tatoeba"] if spec["format"] == "retrieval" else SMALL[split]
+            ids = None
+            for lang in langs:
+                rows = read_jsonl(data / name / f"{split}-{lang}.jsonl")
+                assert len(rows) == n, (name, split, lang)
+                file_ids = [r["id"] for r in rows]
+                assert all(isinstance(i, str) for i in file_ids) and len(set(file_ids)) == n
+                # dev/test are parallel: the same items in every language
+                assert ids is None or file_ids == ids
+                ids = file_ids
+    assert not list(data.glob("*/train-x*.jsonl")), "training data must be English only"
+
+
+def _check_row(fmt: str, labels: list[str], row: dict, where: str) -> None:
+    assert isinstance(row["id"], str), where
+    if fmt == "classification":
+        assert set(row) == {"id", "text_a", "text_b", "label"}, where
+        assert isinstance(row["text_a"], str) and row["text_a"], where
+        assert row["text_b"] is None or (isinstance(row["text_b"], str) and row["text_b"]), where
+        assert row["label"] in labels, where
+    elif fmt == "multiple_choice":
+        assert set(row) == {"id", "prompt", "choices", "label"}, where
+        assert len(row["choices"]) == 4 and all(isinstance(c, str) and c for c in row["choices"]), where
+        assert len(set(row["choices"])) == 4, where
+        assert isinstance(row["label"], int) and 0 <= row["label"] < 4, where
+    elif fmt == "span_qa":
+        assert set(row) == {"id", "question", "context", "answers"}, where
+        ans = row["answers"]
+        assert set(ans) == {"text", "answer_start"} and len(ans["text"]) == len(ans["answer_start"]) >= 1, where
+        for text, start in zip(ans["text"], ans["answer_start"]):
+            assert text and row["context"][start:start + len(text)] == text, where
+        assert row["question"].endswith("?"), where
+    elif fmt == "tagging":
+        assert set(row) == {"id", "tokens", "tags"}, where
+        assert len(row["tokens"]) == len(row["tags"]) > 0, where
+        assert all(isinstance(t, str) and t and " " not in t for t in row["tokens"]), where
+        assert all(t in labels for t in row["tags"]), where
+    elif fmt == "retrieval":
+        assert set(row) == {"id", "source", "target"}, where
+        assert row["source"] and row["target"] and row["source"] != row["target"], where
+    else:
+        raise AssertionError(f"unknown format {fmt}")
+
+
+def test_every_row_follows_the_canonical_schema(world):
+    for name, spec in DEMO_TASKS.items():
+        for path in sorted((world["data_root"] / name).iterdir()):
+            for i, row in enumerate(read_jsonl(path)):
+                _check_row(spec["format"], spec["labels"], row, f"{path}:{i + 1}")
+
+
+def test_tagging_schemes_are_well_formed(world):
+    rows = read_jsonl(world["data_root"] / "demo_ner" / "dev-xb.jsonl")
+    for r in rows:
+        for prev, tag in zip(["O"] + r["tags"], r["tags"]):
+            if tag.startswith("I-"):
+                assert prev[2:] == tag[2:], r  # I-X only continues X
+    tags = {t for r in rows for t in r["tags"]}
+    assert {"B-PER", "I-PER", "B-LOC", "B-ORG", "I-ORG"} <= tags
+    pos = read_jsonl(world["data_root"] / "demo_pos" / "dev-xc.jsonl")
+    assert "DET" not in {t for r in pos for t in r["tags"]}  # xc has no articles
+    assert {"NOUN", "VERB", "PROPN", "ADP", "PUNCT"} <= {t for r in pos for t in r["tags"]}
+
+
+def test_labels_are_balanced_and_shared_across_languages(world):
+    data = world["data_root"]
+    train = read_jsonl(data / "demo_xnli" / "train-en.jsonl")
+    counts = {lab: sum(r["label"] == lab for r in train) for lab in DEMO_TASKS["demo_xnli"]["labels"]}
+    assert min(counts.values()) >= len(train) / 6, counts
+    labels = {lang: [r["label"] for r in read_jsonl(data / "demo_xnli" / f"test-{lang}.jsonl")] for lang in DEMO_LANGUAGES}
+    assert all(v == labels["en"] for v in labels.values())
+    sent = read_jsonl(data / "demo_sentiment" / "train-en.jsonl")
+    assert {r["label"] for r in sent} == {"negative", "positive"}
+
+
+def test_languages_have_distinct_lexicons_and_scripts(world):
+    data = world["data_root"]
+    words = {}
+    for lang in DEMO_LANGUAGES:
+        rows = read_jsonl(data / "demo_pos" / f"dev-{lang}.jsonl")
+        words[lang] = {t for r in rows for t, tag in zip(r["tokens"], r["tags"]) if tag in ("NOUN", "VERB", "ADJ")}
+        text = " ".join(words[lang])
+        assert bool(CYRILLIC.search(text)) == (lang == "xc"), lang
+    for a in DEMO_LANGUAGES:
+        for b in DEMO_LANGUAGES:
+            if a < b:  # a few cognates may be shared, whole lexicons not
+                assert len(words[a] & words[b]) < 0.2 * len(words[a]), (a, b)
+    # names are anchors: the same proper names in every language
+    names = [{t for r in read_jsonl(data / "demo_ner" / f"dev-{lang}.jsonl") for t, g in zip(r["tokens"], r["tags"])
+              if g != "O"} for lang in DEMO_LANGUAGES]
+    assert all(n == names[0] for n in names)
+
+
+def test_eval_uses_names_unseen_in_training(world):
+    data = world["data_root"]
+    seen = {t for r in read_jsonl(data / "demo_ner" / "train-en.jsonl") for t, g in zip(r["tokens"], r["tags"]) if g != "O"}
+    test = {t for r in read_jsonl(data / "demo_ner" / "test-en.jsonl") for t, g in zip(r["tokens"], r["tags"]) if g != "O"}
+    assert test - seen, "dev/test should include held-out names so NER needs context"
+
+
+def test_train_and_eval_do_not_overlap(world):
+    data = world["data_root"]
+    for name in ("demo_xnli", "demo_xqa", "demo_pos"):
+        train = {json.dumps({k: v for k, v in r.items() if k != "id"}) for r in read_jsonl(data / name / "train-en.jsonl")}
+        for split in ("dev", "test"):
+            ev = [json.dumps({k: v for k, v in r.items() if k != "id"}) for r in read_jsonl(data / name / f"{split}-en.jsonl")]
+            assert not train & set(ev), (name, split)
+
+
+def test_tatoeba_pairs_are_translations(world):
+    data = world["data_root"]
+    for lang in ("xa", "xb", "xc"):
+        rows = read_jsonl(data / "demo_tatoeba" / f"test-{lang}.jsonl")
+        assert len({r["source"] for r in rows}) == len(rows) == len({r["target"] for r in rows})
+        corpus = [json.loads(line) for line in open(world["corpus"], encoding="utf-8")]
+        pairs = {(r["text"], r["text_pair"]) for r in corpus if r["kind"] == "parallel"}
+        for r in rows:  # test bitext never appears as a pretraining pair
+            assert (r["source"], r["target"]) not in pairs and (r["target"], r["source"]) not in pairs
+
+
+def test_tokenizer_and_model_config(world):
+    from transformers import AutoTokenizer, XLMRobertaConfig
+
+    tok = AutoTokenizer.from_pretrained(str(world["tokenizer_dir"]))
+    cfg = XLMRobertaConfig.from_pretrained(str(world["model_config_dir"]))
+    assert tok.is_fast and type(tok).__name__.startswith("XLMRoberta")
+    assert (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id) == (0, 1, 2)
+    assert cfg.model_type == "xlm-roberta" and cfg.vocab_size == len(tok) and cfg.pad_token_id == 1
+    assert tok.model_max_length == MAX_LENGTH and cfg.max_position_embeddings == MAX_LENGTH + 2
+    # every language's text is covered by the vocabulary (no <unk>) and fits the model
+    for lang in DEMO_LANGUAGES:
+        rows = read_jsonl(world["data_root"] / "demo_xqa" / f"dev-{lang}.jsonl")
+        enc = tok([r["question"] for r in rows], [r["context"] for r in rows])["input_ids"]
+        assert all(tok.unk_token_id not in ids for ids in enc), lang
+        assert max(map(len, enc)) <= MAX_LENGTH, lang
+
+
+def test_pretrain_mlm_saves_a_loadable_deterministic_encoder(world, tmp_path):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from xrobust.modeling.pretrain import pretrain_mlm
+
+    a = pretrain_mlm(world, tmp_path / "a", steps=8, batch_size=8, lr=1e-3, seed=3)
+    b = pretrain_mlm(world, tmp_path / "b", steps=8, batch_size=8, lr=1e-3, seed=3)
+    ma, mb = AutoModel.from_pretrained(str(a)), AutoModel.from_pretrained(str(b))
+    assert type(ma).__name__ == "XLMRobertaModel"
+    sa, sb = ma.state_dict(), mb.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    tok = AutoTokenizer.from_pretrained(str(a))
+    out = ma(**tok(["Anna Berg found a red car."], return_tensors="pt")).last_hidden_state
+    assert out.shape[-1] == ma.config.hidden_size and torch.isfinite(out).all()
+    log = json.loads((a / "pretrain_log.json").read_text())
+    assert log["steps"] == 8 and log["losses"][-1]["step"] == 7
