@@ -1,0 +1,134 @@
+"""Launchers and sbatch templates: the same tiny ZeRO-3 training under deepspeed, torchrun and srun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from xrobust.errors import LaunchError
+from xrobust.launch import slurm as xslurm
+from xrobust.launch.env import _parse_nodelist, distributed_env_from_slurm, hostfile_from_nodelist
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "tests" / "scripts" / "tiny_zero3.py"
+BIN = Path(sys.executable).parent
+
+
+def _losses(output: str) -> list[float]:
+    lines = [line for line in output.splitlines() if line.startswith("LOSSES ")]
+    assert lines, output[-4000:]
+    data = json.loads(lines[-1][len("LOSSES "):])
+    assert data["world"] == 2
+    return data["losses"]
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "LOCAL_RANK", "WORLD_SIZE"))}
+    env.update(DS_ACCELERATOR="cpu", PATH=f"{BIN}:{env.get('PATH', '')}", **extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def reference_losses():
+    res = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29631", str(SCRIPT)],
+                         capture_output=True, text=True, env=_env(), timeout=300, cwd=REPO)
+    return _losses(res.stdout + res.stderr)
+
+
+def test_templates_and_slurm_copies_are_identical():
+    src = xslurm.template_dir()
+    names = sorted(p.name for p in src.iterdir() if p.suffix in (".sbatch", ".sh"))
+    assert names == sorted(p.name for p in (REPO / "slurm").iterdir() if p.suffix in (".sbatch", ".sh"))
+    for name in names:
+        assert (src / name).read_bytes() == (REPO / "slurm" / name).read_bytes(), \
+            f"slurm/{name} differs from xrobust/launch/templates/{name}: copy the template over it"
+
+
+def test_render_errors_and_output(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: t\nphases:\n  target:\n    tasks: [xnli]\n")
+    with pytest.raises(LaunchError, match="no value for INIT_ENCODER"):
+        xslurm.render("target_array", str(cfg), out=str(tmp_path / "t.sbatch"))
+    with pytest.raises(LaunchError, match="unknown variable\\(s\\) NOPE"):
+        xslurm.render("evaluate", str(cfg), out=str(tmp_path / "e.sbatch"), variables={"NOPE": "1"})
+    with pytest.raises(LaunchError, match="unknown sbatch template 'nope'"):
+        xslurm.render("nope", str(cfg))
+    script, config = xslurm.render("target_array", str(cfg), ["phases.target.lr=3e-5"], str(tmp_path / "t.sbatch"),
+                                   {"INIT_ENCODER": "/enc dir", "TASKS": "xnli panx", "PARTITION": "gpu"})
+    text = script.read_text()
+    assert "#SBATCH --array=0-1" in text and "#SBATCH --partition=gpu" in text
+    assert "--account" not in text and "--gpus-per-node" not in text  # empty / 0 lines dropped
+    assert "INIT_ENCODER='/enc dir'" in text and "xr_run()" in text and "{{" not in text
+    assert "lr: 3.0e-05" in config.read_text()
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    res = subprocess.run([sys.executable, "-m", "xrobust.cli", "slurm", "submit", "--template", "evaluate",
+                          "--config", str(cfg), "--out", str(tmp_path / "e.sbatch")],
+                         capture_output=True, text=True, env={**os.environ, "PATH": str(tmp_path)})
+    assert res.returncode == 2 and "sbatch not found" in res.stderr
+
+
+def test_env_helpers(monkeypatch):
+    assert _parse_nodelist("gpu[01-02,7],cpu5") == ["gpu01", "gpu02", "gpu7", "cpu5"]
+    assert hostfile_from_nodelist("n[1-2]", slots=4) == "n1 slots=4\nn2 slots=4\n"
+    env = {"SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_NTASKS": "4", "SLURM_JOB_ID": "77",
+           "SLURM_JOB_NODELIST": "a[1-2]", "LOCAL_RANK": "9"}
+    set_ = distributed_env_from_slurm(env)
+    assert env["RANK"] == "3" and env["WORLD_SIZE"] == "4" and env["LOCAL_RANK"] == "9"  # kept
+    assert env["MASTER_ADDR"] == "a1" and env["MASTER_PORT"] == "20077" and "LOCAL_RANK" not in set_
+
+
+@pytest.mark.multirank
+@pytest.mark.slow
+def test_deepspeed_launcher_matches_torchrun(reference_losses):
+    res = subprocess.run([str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", "29632", str(SCRIPT)],
+                         capture_output=True, text=True, env=_env(), timeout=400, cwd=REPO)
+    assert _losses(res.stdout + res.stderr) == reference_losses
+
+
+@pytest.mark.multirank
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_srun_ranks_from_slurm_match(slurm_cluster, reference_losses):
+    env = {**_env(MASTER_PORT="29633"), "SLURM_CONF": str(slurm_cluster.conf)}
+    res = slurm_cluster.run(["srun", "-n", "2", "--cpus-per-task=1", str(BIN / "python"), "-u", str(SCRIPT)],
+                            env=env, timeout=300, check=False, cwd=str(REPO))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _losses(res.stdout + res.stderr) == reference_losses
+
+
+@pytest.mark.multirank
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_template_preempt_requeue_resume(slurm_cluster, tmp_path, reference_losses):
+    """Rendered intermediate_multitask script: USR1 -> checkpoint -> exit 3 -> requeue -> --resume."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: t\nphases:\n  intermediate:\n    tasks: [mnli]\n")
+    state = tmp_path / "state.txt"
+    script, _ = xslurm.render("intermediate_multitask", str(cfg), out=str(tmp_path / "job.sbatch"), variables={
+        "LAUNCHER": "srun", "PROCS_PER_NODE": "2", "CPUS_PER_TASK": "1", "DS_ACCELERATOR": "cpu",
+        "ENTRY": str(SCRIPT), "PYTHON": str(BIN / "python"), "ENV_ACTIVATE": f"export PATH={BIN}:$PATH",
+        "WORKDIR": str(REPO), "OUTPUT": str(tmp_path / "job.out"), "TIME": "10",
+        "EXTRA_ARGS": f"--steps 3 --sleep 4 --state {state}"})
+    env = _env()
+    env["SLURM_CONF"] = str(slurm_cluster.conf)
+    job = xslurm.submit(script, env=env)
+    deadline = time.monotonic() + 120
+    out = tmp_path / "job.out"
+    while not (out.exists() and "STARTED at step 0" in out.read_text()):
+        assert time.monotonic() < deadline, slurm_cluster.logs()
+        time.sleep(0.5)
+    time.sleep(2)
+    slurm_cluster.run(["scancel", "--signal=USR1", "--batch", job])
+    assert xslurm.wait_for_job(job, timeout=240, env=env) == "COMPLETED"
+    text = out.read_text()
+    assert "PREEMPTED at step 1" in text and f"requeueing job {job}" in text, text[-3000:]
+    assert "restart=1" in text and "--resume" in text
+    final = json.loads([line for line in text.splitlines() if line.startswith("LOSSES ")][-1][7:])
+    assert final["start"] == 1 and len(final["losses"]) == 2
+    assert slurm_cluster.job_field(job, "Restarts") == "1"
