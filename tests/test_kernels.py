@@ -342,3 +342,52 @@ def test_bench_smoke(tmp_path):
     assert {"eager", "compiled", "copy"} <= backends
     assert all(r["median_s"] > 0 and r["gbps"] > 0 for r in data["results"])
     assert data["threads"] >= 1
+
+
+# Every Triton kernel variant lowered to a CUDA binary (sm_90) with Triton's bundled ptxas: catches
+# code-generation errors the interpreter cannot (e.g. non-constexpr globals) on a machine without a GPU.
+KERNEL_SIGNATURES = {
+    "_example_sums": (
+        {"d_ptr": "*fp32", "g_ptr": "*bf16", "m_ptr": "*u8", "part_ptr": "*fp32", "L": "i32", "D": "i32",
+         "C": "i32", "RPC": "i32"}, ["LINF", "ROWS", "BLOCK_D"]),
+    "_example_update": (
+        {"d_ptr": "*fp32", "g_ptr": "*fp32", "m_ptr": "*u8", "part_ptr": "*fp32", "o_ptr": "*fp32",
+         "fin_ptr": "*i8", "L": "i32", "D": "i32", "C": "i32", "RPC": "i32", "step": "fp32", "max_norm": "fp32"},
+        ["LINF", "BLOCK_C", "ROWS", "BLOCK_D"]),
+    "_token_step": (
+        {"d_ptr": "*fp32", "g_ptr": "*bf16", "m_ptr": "*u8", "o_ptr": "*fp32", "bad_ptr": "*i1", "R": "i32",
+         "D": "i32", "step": "fp32", "max_norm": "fp32"}, ["LINF", "BLOCK_D", "SINGLE", "ROWS"]),
+    "_init": (
+        {"o_ptr": "*fp32", "m_ptr": "*u8", "scale_ptr": "*fp32", "seed_ptr": "*i32", "R": "i32", "L": "i32",
+         "D": "i32"}, ["ROWS", "BLOCK_D"]),
+}
+CONSTEXPR_VALUES = {"ROWS": 4, "BLOCK_D": 256, "BLOCK_C": 32}
+
+
+@pytest.mark.skipif(IN_TRITON_CHILD or HAS_CUDA or os.environ.get("TRITON_INTERPRET", "") not in ("", "0"),
+                    reason="CPU machines only, kernels not interpreted")
+@pytest.mark.parametrize("linf", [False, True])
+def test_triton_kernels_compile_for_cuda(linf, monkeypatch):
+    pytest.importorskip("triton")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.jit import JITFunction
+
+    from xrobust.kernels import triton_kernels
+
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
+    for name, (signature, constexprs) in KERNEL_SIGNATURES.items():
+        for single in ([True, False] if name == "_token_step" else [None]):
+            if name == "_init" and linf:
+                continue
+            fn = getattr(triton_kernels, name)
+            while not isinstance(fn, JITFunction):
+                fn = fn.fn  # unwrap the autotuner
+            sig = dict(signature, **{c: "constexpr" for c in constexprs})
+            values = dict(CONSTEXPR_VALUES, LINF=linf, SINGLE=single)
+            if single:
+                values["BLOCK_D"] = 1024
+            consts = {(list(sig).index(c),): values[c] for c in constexprs}
+            compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts), target=GPUTarget("cuda", 90, 32))
+            assert "cubin" in compiled.asm, name

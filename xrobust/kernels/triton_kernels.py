@@ -14,7 +14,7 @@ import triton.language as tl
 
 from xrobust.kernels.api import triton_interpret
 
-NORM_EPS = 1e-8
+NORM_EPS: tl.constexpr = tl.constexpr(1e-8)  # constexpr: jit functions may only read constexpr globals
 # triton.jit picks the interpreter when this module is imported; the backend check reads this.
 INTERPRETED = triton_interpret()
 _PROGRAMS_TARGET = 1024  # enough programs per launch to fill a large GPU several times over
