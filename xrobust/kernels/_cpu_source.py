@@ -14,6 +14,10 @@ SOURCE = r"""
 namespace {
 
 constexpr float kNormEps = 1e-8f;
+// Minimum elements per parallel task: below this, waking a second thread costs more than it saves.
+constexpr int64_t kGrainElems = 32768;
+
+inline int64_t grain(int64_t elems_per_item) { return std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, elems_per_item)); }
 
 struct Sums {
   double gg = 0, dg = 0, dd = 0, gmax = 0;
@@ -89,7 +93,7 @@ void step_impl(const float* d, const G* g, const bool* m, float* o, bool* finite
                int64_t D, float step, float max_norm, bool linf, bool token) {
   if (token) {
     std::vector<uint8_t> row_ok(B * L, 1);
-    at::parallel_for(0, B * L, 16, [&](int64_t r0, int64_t r1) {
+    at::parallel_for(0, B * L, grain(D), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         float* orow = o + r * D;
         if (!m[r]) { row_zero(orow, D); continue; }
@@ -118,7 +122,7 @@ void step_impl(const float* d, const G* g, const bool* m, float* o, bool* finite
   };
   if (B >= at::get_num_threads()) {
     // One example per task: its g and delta are still in cache when phase 2 re-reads them.
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    at::parallel_for(0, B, grain(L * D), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         Sums s;
         example(b, 0, L, s);
@@ -130,7 +134,7 @@ void step_impl(const float* d, const G* g, const bool* m, float* o, bool* finite
   }
   // Fewer examples than threads: split rows, reduce partials per example, then update rows.
   std::vector<Sums> part(B * L);
-  at::parallel_for(0, B * L, 16, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, B * L, grain(D), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) example(r / L, r % L, r % L + 1, part[r]);
   });
   std::vector<Coef> k(B);
@@ -143,7 +147,7 @@ void step_impl(const float* d, const G* g, const bool* m, float* o, bool* finite
     finite[b] = s.nonfinite == 0.f;
     k[b] = coef(s, linf, step, max_norm);
   }
-  at::parallel_for(0, B * L, 16, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, B * L, grain(D), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) update(r / L, r % L, r % L + 1, k[r / L]);
   });
 }
@@ -175,7 +179,7 @@ void init_scale(torch::Tensor u, torch::Tensor mask, torch::Tensor scale) {
   float* p = u.data_ptr<float>();
   const bool* m = mask.data_ptr<bool>();
   const float* sc = scale.data_ptr<float>();
-  at::parallel_for(0, B * L, 16, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, B * L, grain(D), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       float* row = p + r * D;
       if (!m[r]) { row_zero(row, D); continue; }
