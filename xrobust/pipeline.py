@@ -34,12 +34,12 @@ def _prepare(cfg, *, resume: bool, overwrite: bool) -> Path:
     return root
 
 
-def _tracker(cfg, root: Path):
+def _tracker(cfg, root: Path, resume: bool):
     if cfg.tracking.mode == "disabled":
         return None
     from .tracking.wandb_run import Tracker
 
-    return Tracker(to_dict(cfg), root, dist.rank())
+    return Tracker(to_dict(cfg), root, dist.rank(), resume_step=0 if resume else None)
 
 
 def _init_encoder(value, previous: str, models: dict, key: str) -> str:
@@ -82,11 +82,12 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
 
     dist.init_distributed()
     root = _prepare(cfg, resume=resume, overwrite=overwrite)
-    tracker = _tracker(cfg, root)
+    tracker = _tracker(cfg, root, resume)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.name_or_path)
     models_path = root / MODELS_FILE
     models = json.loads(models_path.read_text()) if models_path.is_file() else {}
     encoder = cfg.model.name_or_path
+    step_offset = 0
     selected = phases or list(cfg.phases)
     for key in selected:
         if key not in cfg.phases:
@@ -106,7 +107,9 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
                 if dist.is_main():
                     write_description(run_dir, dump_yaml(dataclasses.replace(cfg, phases={key: sub})),
                                       dist.world_size())
-                model_dir = Trainer(cfg, key, sub, run_dir, init, tokenizer, tracker).run(resume=resume)
+                trainer = Trainer(cfg, key, sub, run_dir, init, tokenizer, tracker, step_offset)
+                model_dir = trainer.run(resume=resume)
+                step_offset += trainer.total_steps
                 for task in tasks:
                     models[task] = str(model_dir)
                 models[f"phase:{key}"] = str(model_dir)
@@ -116,8 +119,10 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
         if evaluate:
             from .evaluation.run import evaluate_run
 
-            evaluate_run(cfg, root, tracker=tracker)
+            evaluate_run(cfg, root, tracker=tracker, models=models)
     finally:
         if tracker:
+            if tracker.active:
+                print(f"W&B run {tracker.run_id} ({cfg.tracking.mode}) in {root}", flush=True)
             tracker.finish()
     return root

@@ -6,6 +6,7 @@ SUBCOMMANDS; model-dependent ones (eval, robustness) are added the same way.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -91,7 +92,50 @@ def _run_compare(args) -> int:
     return 0
 
 
-SUBCOMMANDS = [_add_score, _add_compare]
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", aliases=["evaluate"],
+                       help="zero-shot evaluation of a trained run on every language of its tasks")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", help="a run directory written by `xrobust pipeline`")
+    which.add_argument("--config", help="the run's config (its directory is output_dir/name)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override of the config, e.g. evaluation.tasks=[xnli]")
+    p.add_argument("--tasks", nargs="+", help="tasks to evaluate (default: the config's evaluation.tasks)")
+    p.add_argument("--languages", nargs="+", help="languages (default: every language of each task)")
+    p.add_argument("--split", choices=("dev", "test"), help="default: the config's evaluation.split")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=_run_eval)
+
+
+def load_run_config(args):
+    """(config, run directory) from --run RUN_DIR or --config FILE."""
+    from xrobust.config import load_config
+    from xrobust.pipeline import run_root
+
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+        return cfg, run_root(cfg)
+    path = Path(args.run) / "config.yaml"
+    if not path.is_file():
+        raise XRobustError(f"{path}: missing; expected a run directory written by `xrobust pipeline`")
+    return load_config(str(path), args.overrides), Path(args.run)
+
+
+def _run_eval(args) -> int:
+    from xrobust.evaluation.report import xtreme_markdown
+    from xrobust.evaluation.run import evaluate_run
+    from xrobust.training import distributed as dist
+
+    cfg, run = load_run_config(args)
+    dist.init_distributed()
+    results = evaluate_run(cfg, run, tasks=args.tasks, languages=args.languages, split=args.split)
+    if dist.is_main():
+        print(xtreme_markdown(results, title=f"Zero-shot results: {run}"))
+        print(f"results: {run / 'results.json'}")
+    return 0
+
+
+SUBCOMMANDS = [_add_score, _add_compare, _add_eval]
 
 
 def add_parsers(sub) -> None:

@@ -45,6 +45,9 @@ def _run(cfg, args, phases, evaluate: bool) -> int:
 
 
 def train(args) -> int:
+    from ..training.signals import FLAG
+
+    FLAG.install()
     from ..config import load_config
     from ..errors import ConfigError
 
@@ -59,6 +62,9 @@ def train(args) -> int:
 
 
 def pipeline(args) -> int:
+    from ..training.signals import FLAG
+
+    FLAG.install()
     from ..config import load_config
 
     return _run(load_config(args.config, args.overrides), args, None, evaluate=not args.no_eval)

@@ -334,8 +334,8 @@ def _demo_tasks() -> list[TaskSpec]:
                  metric="squad_em_f1", train_task="demo_xqa", head="demo_xqa", **qa, **target),
         TaskSpec("demo_tatoeba", "Demo retrieval", "retrieval", labels=(), pair=False,
                  metric="tatoeba_accuracy", train_task=None, head=None, max_length=128,
-                 notes="gold pairs: rows of {split}-<lang>.jsonl and {split}-en.jsonl sharing an id",
-                 **target),
+                 notes="one file of translation pairs {id, source, target} per non-English language",
+                 **{**target, "languages": DEMO_LANGUAGES[1:]}),
     ]
 
 

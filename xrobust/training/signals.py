@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+from pathlib import Path
 
 PREEMPTED_EXIT_CODE = 3  # checkpointed on a signal: the job script requeues
 
@@ -18,8 +20,11 @@ class PreemptionFlag:
         self.received = signum
 
     def install(self) -> "PreemptionFlag":
+        """Idempotent. Installed by the CLI before the slow imports: a signal that arrives while
+        deepspeed loads must not kill the rank."""
         for sig in self.SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handler)
+            if sig not in self._previous:
+                self._previous[sig] = signal.signal(sig, self._handler)
         return self
 
     def uninstall(self) -> None:
@@ -30,6 +35,17 @@ class PreemptionFlag:
     @property
     def set(self) -> bool:
         return self.received is not None
+
+
+FLAG = PreemptionFlag()
+
+
+def mark_preempted() -> None:
+    """Tell the job script this exit is a preemption checkpoint (launchers may rewrite exit codes)."""
+    marker = os.environ.get("XROBUST_PREEMPT_MARKER")
+    if marker:
+        Path(marker).parent.mkdir(parents=True, exist_ok=True)
+        Path(marker).touch()
 
 
 class Preempted(Exception):

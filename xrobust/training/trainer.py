@@ -18,7 +18,7 @@ from . import checkpoint, distributed as dist
 from .data import PhaseData
 from .engine import ZeroInitContext, build_engine, consolidated_state_dict, gradient_accumulation, load_encoder, \
     resolve_ds_config, resolve_dtype
-from .signals import PreemptionFlag, Preempted
+from .signals import FLAG, Preempted, mark_preempted
 
 MODEL_DIR = "model"  # the selected (best on English dev, else last) encoder + heads, HF format
 
@@ -30,12 +30,14 @@ def _build_strategy(adv_cfg, model):
 
 
 class Trainer:
-    def __init__(self, cfg, phase_key: str, phase, run_dir: Path, init_encoder: str, tokenizer, tracker=None):
+    def __init__(self, cfg, phase_key: str, phase, run_dir: Path, init_encoder: str, tokenizer, tracker=None,
+                 step_offset: int = 0):
         self.cfg, self.phase_key, self.phase = cfg, phase_key, phase
         self.run_dir = Path(run_dir)
         self.init_encoder = init_encoder
         self.tokenizer = tokenizer
         self.tracker = tracker
+        self.step_offset = step_offset  # W&B steps keep increasing across the phases of a pipeline
         self.world = dist.world_size()
         self.gas = gradient_accumulation(phase, self.world, phase_key)
         self.dtype = resolve_dtype(cfg.model.dtype)
@@ -71,7 +73,7 @@ class Trainer:
                 print(f"resumed from {ckpt_root / tag} at step {state['step']}", flush=True)
         elif resume and (self.run_dir / MODEL_DIR / "heads.json").is_file():
             return self.run_dir / MODEL_DIR  # this phase already finished
-        flag = PreemptionFlag().install()
+        flag = FLAG.install()
         bar = tqdm(total=self.total_steps, initial=state["step"], desc=f"{self.phase_key}",
                    disable=not dist.is_main(), dynamic_ncols=True)
         metrics_file = self.run_dir / "metrics.jsonl"
@@ -86,7 +88,8 @@ class Trainer:
                 if dist.is_main():
                     append_jsonl(metrics_file, record)
                     if self.tracker:
-                        self.tracker.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+                        self.tracker.log({f"{self.phase_key}/train/{k}": v for k, v in record.items()
+                                          if k not in ("step", "task")}, step=self.step_offset + step)
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", task=record["task"],
                                 ex_s=f"{record['examples_per_s']:.1f}")
@@ -98,6 +101,8 @@ class Trainer:
                     state["data"] = self.data.state_dict()
                     tag_dir = checkpoint.save(self.engine, ckpt_root, step, state, self.phase.keep_checkpoints)
                     if preempted:
+                        if dist.is_main():
+                            mark_preempted()
                         raise Preempted(step, str(tag_dir))
                 if stop:
                     break
@@ -105,7 +110,6 @@ class Trainer:
                 self._evaluate(state, metrics_file)
         finally:
             bar.close()
-            flag.uninstall()
         if state["best"] is None:  # no dev data: keep the last weights
             self._export(self.run_dir / MODEL_DIR)
         self._zero_ctx.close()
@@ -159,8 +163,8 @@ class Trainer:
             record = {"step": step, "eval": scores, "selection": selection, "best_step": state["best"]["step"]}
             append_jsonl(metrics_file, record)
             if self.tracker:
-                flat = {f"dev/{t}/{m}": v for t, s in scores.items() for m, v in s.items()}
-                self.tracker.log({**flat, "dev/selection": selection}, step=step)
+                flat = {f"{self.phase_key}/dev/{t}/{m}": v for t, s in scores.items() for m, v in s.items()}
+                self.tracker.log({**flat, f"{self.phase_key}/dev/selection": selection}, step=self.step_offset + step)
         return bool(self.phase.patience) and state["evals_without_improvement"] >= self.phase.patience
 
     def _export(self, out_dir: Path) -> None:
