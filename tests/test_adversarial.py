@@ -221,3 +221,80 @@ def test_symmetric_kl_per_format():
     p, q = c1.softmax(-1), c2.softmax(-1)
     want = ((p * (p.log() - q.log())).sum(-1) + (q * (q.log() - p.log())).sum(-1)).mean()
     assert torch.allclose(symmetric_kl("classification", c1, c2), want, atol=1e-6)
+
+
+# ---- RS-DA (data level) --------------------------------------------------------------------------
+def _neighbours(tmp_path):
+    p = tmp_path / "nb.tsv"
+    p.write_text("# comment\ncar\tauto vehicle\nred\tcrimson\nwho\twhom\nsaw\tspotted\n", encoding="utf-8")
+    return p
+
+
+def test_rsda_augments_every_format_and_keeps_alignment(tmp_path):
+    from xrobust.adversarial import augment_examples, read_neighbours
+
+    nb = _neighbours(tmp_path)
+    assert read_neighbours(nb)["car"] == ["auto", "vehicle"]
+    ctx = "Anna saw a red car in Tesh."
+    cases = {
+        "classification": [{"id": "a", "text_a": "Car, red car!", "text_b": "He saw it.", "label": 1},
+                           {"id": "b", "text_a": "a red car", "text_b": None, "label": 0}],
+        "multiple_choice": [{"id": "m", "prompt": "Who saw the car?", "choices": ["red car", "a dog"], "label": 0}],
+        "tagging": [{"id": "t", "tokens": ["Anna", "saw", "the", "red", "car", "."], "tags": [1, 2, 3, 4, 5, 0]}],
+        "span_qa": [{"id": "q", "question": "Who saw the red car?", "context": ctx,
+                     "answers": {"text": ["Anna"], "answer_start": [0]}}],
+    }
+    for fmt, rows in cases.items():
+        ds = augment_examples(rows, fmt, nb, copies=3, seed=0)
+        assert len(ds) == 4 * len(rows)
+        aug = list(ds)[len(rows):]
+        assert [a["id"] for a in aug[:len(rows)]] == [f"{r['id']}#rsda1" for r in rows]
+        if fmt == "tagging":
+            assert all(len(a["tokens"]) == len(a["tags"]) == 6 and a["tags"] == rows[0]["tags"] for a in aug)
+        if fmt == "span_qa":
+            assert all(a["context"] == ctx and a["answers"] == rows[0]["answers"] for a in aug)
+            assert any(a["question"] != rows[0]["question"] for a in aug)
+        if fmt == "classification":
+            texts = {a["text_a"] for a in aug}
+            assert len(texts) > 1 and all(t.endswith("!") or t.endswith("car") or t.endswith("vehicle")
+                                          or t.endswith("auto") for t in texts)
+            assert all(a["text_b"] is None for a in aug[1::2])
+    again = augment_examples(cases["tagging"], "tagging", nb, copies=3, seed=0)
+    assert list(again) == list(augment_examples(cases["tagging"], "tagging", nb, copies=3, seed=0))
+
+
+def test_rsda_bad_neighbours_file(tmp_path):
+    from xrobust.adversarial import read_neighbours
+    from xrobust.errors import DataError
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("car auto\n")
+    with pytest.raises(DataError, match="bad.tsv:1"):
+        read_neighbours(bad)
+    with pytest.raises(DataError, match="not found"):
+        read_neighbours(tmp_path / "missing.tsv")
+
+
+def test_write_demo_neighbours(tmp_path):
+    from xrobust.adversarial import read_neighbours, write_demo_neighbours
+
+    path = write_demo_neighbours(tmp_path, tmp_path / "demo" / "nb.tsv")
+    table = read_neighbours(path)
+    assert "car" in table and "red" in table
+    assert "crimson" not in table["red"] and "blue" in table["red"]
+    assert "hated" not in table.get("loved", [])
+
+
+def test_adversarial_presets_load_and_validate():
+    from xrobust.adversarial import validate_adversarial
+    from xrobust.config.loader import load_config
+
+    tasks = ["anli_plus", "mnli", "qqp", "sst2", "squad", "hellaswag", "cosmosqa", "commonsenseqa", "ccg"]
+    for base in [f"xstilts_{t}" for t in tasks] + ["multitask"]:
+        plain = load_config(base)
+        for method in ("freelb", "smart"):
+            cfg = load_config(f"{base}_{method}")
+            adv = cfg.phases["intermediate"].adversarial
+            assert adv.method == method and cfg.name == f"{plain.name}-{method}"
+            assert cfg.phases["intermediate"].tasks == plain.phases["intermediate"].tasks
+            validate_adversarial(adv)

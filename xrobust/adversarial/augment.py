@@ -1,0 +1,157 @@
+"""RS-DA: synonym-substitution augmentation of English training examples (randomized smoothing by
+data augmentation, as in SAFER, Ye et al. 2020). A data-level method: the training micro-step is
+plain; this module produces the augmented training set.
+
+Neighbours file (UTF-8 TSV), one word per line:
+    word<TAB>neighbour1 neighbour2 ...
+Keys are matched case-insensitively; blank lines and lines starting with '#' are ignored. Each
+word that has neighbours is replaced by a uniform draw from {word} + its neighbours (the word
+itself stays possible, as in SAFER's perturbation set); the capitalization of the original word's
+first letter is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+from ..errors import DataError
+
+_TOKEN = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\s+|.", re.UNICODE)
+
+
+def read_neighbours(path) -> dict[str, list[str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: neighbours file not found (TSV: word<TAB>neighbour1 neighbour2 ...)")
+    table: dict[str, list[str]] = {}
+    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        word, tab, rest = line.partition("\t")
+        if not tab or not word.strip():
+            raise DataError(f"{path}:{no}: expected 'word<TAB>neighbour1 neighbour2 ...', got {line!r}")
+        neighbours = [n for n in rest.split() if n.lower() != word.strip().lower()]
+        if neighbours:
+            table.setdefault(word.strip().lower(), []).extend(neighbours)
+    return table
+
+
+def _sub_word(word: str, table, rng: random.Random) -> str:
+    options = table.get(word.lower())
+    if not options:
+        return word
+    choice = rng.choice([word] + options)
+    if choice is not word and word[:1].isupper():
+        choice = choice[:1].upper() + choice[1:]
+    return choice
+
+
+def substitute(text: str, table, rng: random.Random) -> str:
+    """Replace words of `text` by neighbours; whitespace and punctuation are kept as they are."""
+    if not text:
+        return text
+    return "".join(_sub_word(t, table, rng) if t[:1].isalpha() else t for t in _TOKEN.findall(text))
+
+
+def _augment_one(ex: dict, fmt: str, table, rng: random.Random) -> dict:
+    ex = dict(ex)
+    if fmt == "classification":
+        ex["text_a"] = substitute(ex["text_a"], table, rng)
+        if ex.get("text_b") is not None:
+            ex["text_b"] = substitute(ex["text_b"], table, rng)
+    elif fmt == "multiple_choice":
+        ex["prompt"] = substitute(ex["prompt"], table, rng)
+        ex["choices"] = [substitute(c, table, rng) for c in ex["choices"]]
+    elif fmt == "tagging":  # one word for one word: tags stay aligned
+        ex["tokens"] = [_sub_word(t, table, rng) if t[:1].isalpha() else t for t in ex["tokens"]]
+    elif fmt == "span_qa":  # the context (and the answer offsets into it) stay untouched
+        ex["question"] = substitute(ex["question"], table, rng)
+    else:
+        raise DataError(f"rs-da: format {fmt!r} has no training text to augment")
+    return ex
+
+
+def augment_examples(dataset, spec, neighbours_path, copies: int, seed: int):
+    """The canonical examples of `dataset` followed by `copies` augmented copies of each (ids get
+    the suffix '#rsda<k>'); returns a datasets.Dataset. `spec` is a TaskSpec or a format name."""
+    import datasets
+
+    fmt = spec if isinstance(spec, str) else spec.format
+    if copies < 1:
+        raise DataError(f"rs-da: copies must be >= 1, got {copies}")
+    table = read_neighbours(neighbours_path)
+    rows = [dict(ex) for ex in dataset]
+    out = list(rows)
+    for k in range(1, copies + 1):
+        for i, ex in enumerate(rows):
+            rng = random.Random(f"{seed}/{k}/{i}")  # independent of order and of other copies
+            aug = _augment_one(ex, fmt, table, rng)
+            aug["id"] = f"{ex.get('id', i)}#rsda{k}"
+            out.append(aug)
+    if isinstance(dataset, datasets.Dataset):
+        return datasets.Dataset.from_list(out, features=dataset.features)
+    return datasets.Dataset.from_list(out)
+
+
+# ---- demo neighbours --------------------------------------------------------------------------
+def _lexicon_groups() -> list[list[str]]:
+    """Same-class English words of the demo lexicon (not synonyms: the demo has none)."""
+    from ..data import synthetic_lexicon as X
+
+    pos_, neg_ = set(X.POSITIVE_VERBS), set(X.NEGATIVE_VERBS)
+    groups = [[sg for sg, _ in X.OBJECT_NOUNS.values()], [pl for _, pl in X.OBJECT_NOUNS.values()],
+              list(X.PERSON_NOUNS.values())]
+    for verbs in (pos_, neg_, set(X.NEUTRAL_VERBS)):  # polarity kept: sentiment labels survive
+        groups.append([X.VERBS[v][0] for v in sorted(verbs)])
+        groups.append([X.VERBS[v][1] for v in sorted(verbs)])
+    groups.extend(list(adjs) for adjs in X.ADJ_CLASSES.values())
+    return groups
+
+
+def _file_groups(root: Path) -> list[list[str]]:
+    """Fallback: lower-case alphabetic words of the English training files, grouped by (length,
+    last two letters), groups of at least two words."""
+    words: set[str] = set()
+    for path in sorted(root.glob("data/*/train-en.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            stack = [json.loads(line)]
+            while stack:
+                v = stack.pop()
+                if isinstance(v, str):
+                    words.update(w for w in re.findall(r"[a-z]+", v) if len(w) > 2)
+                elif isinstance(v, dict):
+                    stack.extend(v.values())
+                elif isinstance(v, list):
+                    stack.extend(v)
+    buckets: dict[tuple, list[str]] = {}
+    for w in sorted(words):
+        buckets.setdefault((len(w), w[-2:]), []).append(w)
+    return [g for g in buckets.values() if len(g) > 1]
+
+
+def write_demo_neighbours(world_root, path) -> Path:
+    """Write a neighbours file for the embedded demo world; returns its path. Uses the demo
+    lexicon's word classes when available, else words seen in {root}/data/*/train-en.jsonl."""
+    from ..io import atomic_write_text
+
+    root = Path(world_root)
+    try:
+        groups = _lexicon_groups()
+    except (ImportError, AttributeError):
+        groups = _file_groups(root)
+    if not groups:
+        raise DataError(f"{root}: no English demo words found (expected data/*/train-en.jsonl)")
+    lines = ["# xrobust demo neighbours: same-class English words (not meaning-preserving synonyms)"]
+    for group in groups:
+        uniq = sorted(set(group))
+        for w in uniq:
+            lines.append(w + "\t" + " ".join(x for x in uniq if x != w))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
