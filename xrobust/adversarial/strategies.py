@@ -208,22 +208,23 @@ class FGM(_Perturbed):
 class PGD(_Perturbed):
     """K-step projected gradient ascent (Madry et al. 2018) on the embedding perturbation from a
     random start in the ball (zero start when init_mag = 0); the ascent passes produce no parameter
-    gradients; the parameters train on clean + adversarial loss."""
+    gradients; the parameters train on clean + adversarial loss (~K+1 passes)."""
 
     method = "pgd"
-    backwards = 2
 
     def _adv_step(self, engine, batch):
         delta = self._init(batch)
         for _ in range(self.cfg.steps):
             g, _ = self._input_grad(engine, batch, delta, lambda out: out.loss)
             delta = self._ascend(delta, g, batch)
-        with self._reduction_scope(engine):
-            clean = engine(**batch).loss
-            engine.backward(clean)
-            with self.injector.active(delta):
-                adv = engine(**batch).loss
-            engine.backward(adv)
+        # clean and adversarial inputs as one doubled batch: one forward/backward, one ZeRO-3
+        # parameter gather and one gradient reduction instead of two
+        with self.injector.active(torch.cat([torch.zeros_like(delta), delta.detach()], 0)):
+            logits = engine(**self._double(batch)).logits
+        clean_logits, adv_logits = logits.chunk(2, 0)
+        clean = self._task_loss(batch, clean_logits)
+        adv = self._task_loss(batch, adv_logits)
+        engine.backward(clean + adv)
         return self._stats(clean + adv, clean, adv, delta)
 
 
