@@ -35,9 +35,9 @@ DEFAULT_SIZES = {
     "dev": 200,  # per task and language
     "test": 200,
     "tatoeba": 200,  # per non-English language
-    "corpus_mono": 4000,  # MLM sentences per language
+    "corpus_mono": 2000,  # MLM sentences per language
     "corpus_parallel": 6000,  # translation pairs (each English with one other language, or two others)
-    "corpus_codeswitch": 6000,  # sentences whose words are drawn from several lexicons
+    "corpus_codeswitch": 16000,  # sentences whose words are drawn from several lexicons
     "vocab_size": 1200,
 }
 
@@ -66,7 +66,8 @@ for _name, _spec in DEMO_TASKS.items():
     if _spec["role"] == "intermediate":
         _spec.update(splits={"train": ["en"], "dev": ["en"]})
     elif _spec["format"] == "retrieval":
-        _spec.update(splits={"test": [lang for lang in LANGUAGES if lang != "en"]})
+        # {id, source, target} rows per non-English language; gold is the same row
+        _spec.update(splits={s: [lang for lang in LANGUAGES if lang != "en"] for s in ("dev", "test")})
     else:
         _spec.update(splits={"train": ["en"], "dev": list(LANGUAGES), "test": list(LANGUAGES)})
 
@@ -77,7 +78,7 @@ _GENERATORS = {
     "demo_mc": (T.sample_mc, T.mc_row),
     "demo_qa": (lambda r, p: T.sample_qa(r, p, facts=0.0), T.qa_row),
     "demo_tag": (lambda r, p: T.sample_tagging(r, p, questions=True), T.pos_row),
-    "demo_xnli": (lambda r, p: T.sample_nli(r, p, facts=False), T.nli_row),
+    "demo_xnli": (lambda r, p: T.sample_nli(r, p, facts=False, lexical=False), T.nli_row),
     "demo_pos": (lambda r, p: T.sample_tagging(r, p, questions=False), T.pos_row),
     "demo_ner": (T.sample_ner, T.ner_row),
     "demo_xqa": (lambda r, p: T.sample_qa(r, p, facts=0.6), T.qa_row),
@@ -150,7 +151,7 @@ def _corpus(seed: int, sizes: dict, exclude: set[str]) -> list[dict]:
     for _ in range(sizes["corpus_codeswitch"]):
         c = T.sample_bitext(rng, pools)
         lang = rng.choice(LANGUAGES)
-        p = rng.uniform(0.2, 0.6)
+        p = rng.uniform(0.3, 0.9)
         toks = code_switch(render_clause(lang, c), lambda: rng.choice(LANGUAGES) if rng.random() < p else None)
         rows.append({"lang": lang, "kind": "codeswitch", "text": detokenize(toks)[0], "text_pair": None})
     return rows

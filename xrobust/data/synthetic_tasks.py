@@ -142,14 +142,16 @@ def _cleanup(c: dict) -> dict:
     return c
 
 
-def make_nli_pair(rng: random.Random, pools: Pools, premise: dict, label: str) -> dict | None:
+def make_nli_pair(rng: random.Random, pools: Pools, premise: dict, label: str, lexical: bool = True) -> dict | None:
     """Hypothesis meaning for `label`, or None when `premise` does not allow that edit.
 
     entailment: drop modifiers or generalise the agent to "someone" (premises are affirmative,
     so dropping information preserves truth). contradiction: negate, or replace a value of an
     exclusive slot (adjective within its class, place, number). neutral: add information the
     premise does not have, or change a participant. Each label may also drop other modifiers,
-    so hypothesis length alone does not give the label away.
+    so hypothesis length alone does not give the label away. With lexical=False only edits that
+    involve negation, names, numbers and time adverbs are used (no adjective-class or noun
+    knowledge), which keeps the target task learnable by a tiny encoder in a few seconds.
     """
     h = copy.deepcopy(premise)
     optional = _optional_parts(h)
@@ -166,7 +168,7 @@ def make_nli_pair(rng: random.Random, pools: Pools, premise: dict, label: str) -
         choices = []
         if label == "contradiction":
             choices.append("negate")
-            if h.get("obj") and h["obj"]["kind"] == "noun" and h["obj"].get("adj"):
+            if lexical and h.get("obj") and h["obj"]["kind"] == "noun" and h["obj"].get("adj"):
                 choices.append("swap_adj")
             if any(r == "loc" for _, _, r in h["pps"]):
                 choices.append("swap_loc")
@@ -174,7 +176,7 @@ def make_nli_pair(rng: random.Random, pools: Pools, premise: dict, label: str) -
                 choices.append("swap_num")
         else:
             o = h.get("obj")
-            if o and o["kind"] == "noun" and not o.get("adj") and o["noun"] in OBJECT_NOUNS:
+            if lexical and o and o["kind"] == "noun" and not o.get("adj") and o["noun"] in OBJECT_NOUNS:
                 choices.append("add_adj")
             if not any(r == "loc" for _, _, r in h["pps"]):
                 choices.append("add_loc")
@@ -182,7 +184,7 @@ def make_nli_pair(rng: random.Random, pools: Pools, premise: dict, label: str) -
                 choices.append("add_time")
             if h["agent"]["kind"] == "name" and h["agent"]["ner"] == "PER":
                 choices.append("other_agent")
-            if o and o["kind"] == "noun" and o["noun"] in OBJECT_NOUNS:
+            if lexical and o and o["kind"] == "noun" and o["noun"] in OBJECT_NOUNS:
                 choices.append("other_obj")
         if not choices:
             return None
@@ -217,13 +219,13 @@ def make_nli_pair(rng: random.Random, pools: Pools, premise: dict, label: str) -
     return _cleanup(h)
 
 
-def sample_nli(rng, pools, facts: bool) -> tuple[dict, dict, str]:
+def sample_nli(rng, pools, facts: bool, lexical: bool = True) -> tuple[dict, dict, str]:
     label = NLI_LABELS[rng.randrange(3)]
     while True:
         premise = sample_fact(rng, pools) if facts else sample_event(rng, pools)
         premise.setdefault("time", None)
         premise["neg"] = False
-        hyp = make_nli_pair(rng, pools, premise, label)
+        hyp = make_nli_pair(rng, pools, premise, label, lexical)
         if hyp is not None and hyp != premise:
             return premise, hyp, label
 

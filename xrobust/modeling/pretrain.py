@@ -98,7 +98,7 @@ def pretrain_mlm(world: dict, out_dir, *, steps: int = 600, batch_size: int = 64
     pad_id, mask_id = config.pad_token_id, tokenizer.mask_token_id
 
     order: list[int] = []
-    losses, t0 = [], time.perf_counter()
+    losses, t0, c0 = [], time.perf_counter(), time.process_time()
     bar = tqdm(range(steps), desc="mlm pretrain", unit="step", mininterval=1.0)
     running = None
     for step in bar:
@@ -126,7 +126,7 @@ def pretrain_mlm(world: dict, out_dir, *, steps: int = 600, batch_size: int = 64
         if step % log_every == 0 or step == steps - 1:
             losses.append({"step": step, "loss": round(running, 4)})
             bar.set_postfix(loss=f"{running:.3f}")
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
 
     # Save the base encoder (with XLM-R's pooler, seeded, so AutoModel loads without missing
     # weights) and the tokenizer; files appear in out_dir only once complete.
@@ -150,6 +150,7 @@ def pretrain_mlm(world: dict, out_dir, *, steps: int = 600, batch_size: int = 64
             atomic_write_bytes(out_dir / f.name, f.read_bytes())
     atomic_write_json(out_dir / "pretrain_log.json", {
         "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu_seconds, 2), "threads": torch.get_num_threads(),
         "final_loss": losses[-1]["loss"], "losses": losses, "corpus_rows": len(data),
     })
     return out_dir
