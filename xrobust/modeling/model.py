@@ -67,8 +67,22 @@ class XRobustModel(nn.Module):
             loss = module.loss(logits, (start_positions, end_positions))
         elif labels is not None and spec.format != "span_qa":
             loss = module.loss(logits, labels)
+        if loss is not None and self.training and len(self.heads) > 1:
+            loss = loss + self._idle_heads_term(head, out.last_hidden_state)
         return ModelOutput(loss=loss, logits=logits,
                            hidden_states=out.hidden_states if output_hidden_states else None)
+
+
+    def _idle_heads_term(self, active: str, hidden_states):
+        """0 x every other head's output on one position: every head gets a real (zero) gradient
+        each step, so the optimizer treats heads the same under every ZeRO stage (ZeRO-3 otherwise
+        steps an idle head differently from stages 0-2, which fill zero gradients)."""
+        probe = hidden_states[:1, :1]
+        term = probe.new_zeros(())
+        for name, module in self.heads.items():
+            if name != active:
+                term = term + module(probe, num_choices=1).sum() * 0.0
+        return term
 
 
 def save_heads(model: XRobustModel, out_dir: Path, state_dict: dict | None = None) -> None:
