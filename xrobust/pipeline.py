@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 from .config import dump_yaml, to_dict
@@ -81,6 +82,7 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
     from .training.trainer import Trainer
 
     dist.init_distributed()
+    fresh = not run_root(cfg).exists()
     root = _prepare(cfg, resume=resume, overwrite=overwrite)
     tracker = _tracker(cfg, root, resume)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.name_or_path)
@@ -120,6 +122,14 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
             from .evaluation.run import evaluate_run
 
             evaluate_run(cfg, root, tracker=tracker, models=models)
+    except XRobustError:
+        # bad data or settings found before anything was trained: leave no half-made run behind
+        if fresh and dist.is_main() and not any(root.rglob("latest_complete")) and not models:
+            if tracker:
+                tracker.finish()
+                tracker = None
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     finally:
         if tracker:
             if tracker.active:

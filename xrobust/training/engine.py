@@ -88,7 +88,9 @@ class ZeroInitContext:
 
 def load_encoder(path: str, dtype: torch.dtype, dropout: float | None):
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the phase's own bar shows progress
     try:
         config = AutoConfig.from_pretrained(path)
     except OSError as exc:
