@@ -64,7 +64,7 @@ def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, vo
     return inputs, labels
 
 
-def pretrain_mlm(world: dict, out_dir, *, steps: int = 600, batch_size: int = 64, lr: float = 2e-3,
+def pretrain_mlm(world: dict, out_dir, *, steps: int = 800, batch_size: int = 64, lr: float = 3e-3,
                  seed: int = 0, log_every: int = 50) -> Path:
     """Masked-LM pretraining on `world["corpus"]`; saves the base encoder and tokenizer at `out_dir`.
 
