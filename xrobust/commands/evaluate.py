@@ -135,7 +135,71 @@ def _run_eval(args) -> int:
     return 0
 
 
-SUBCOMMANDS = [_add_score, _add_compare, _add_eval]
+def _add_robustness(sub) -> None:
+    # literals, not imports: building the parser must not load torch (Attack validates them again)
+    ATTACKS, NORMS, NOISE_DISTRIBUTIONS = ("noise", "pgd"), ("l2", "linf"), ("uniform", "normal")
+    DEFAULT_EPS = (0.0, 0.01, 0.05, 0.1, 0.3, 1.0)
+    p = sub.add_parser("robustness", help="metric vs eps under embedding noise and embedding-space PGD per "
+                                          "language; --crosslingual: the premise x hypothesis language matrix")
+    which = p.add_mutually_exclusive_group(required=True)
+    # --run-dir: under torchrun, whose parser reads a bare --run as an abbreviation of --run-path
+    which.add_argument("--run", "--run-dir", dest="run", help="a run directory written by `xrobust pipeline`")
+    which.add_argument("--config", help="the run's config (its directory is output_dir/name)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override of the config, e.g. evaluation.batch_size=16")
+    p.add_argument("--tasks", nargs="+", help="tasks (default: the config's evaluation.tasks with a head)")
+    p.add_argument("--languages", nargs="+", help="languages (default: every language of each task)")
+    p.add_argument("--split", choices=("dev", "test"), help="default: the config's evaluation.split")
+    p.add_argument("--max-examples", type=int, help="per language (default: evaluation.max_examples)")
+    p.add_argument("--eps", type=float, nargs="+", default=list(DEFAULT_EPS),
+                   help=f"perturbation sizes (default: {' '.join(f'{e:g}' for e in DEFAULT_EPS)})")
+    p.add_argument("--attack", nargs="+", choices=ATTACKS, default=list(ATTACKS), help="default: noise pgd")
+    p.add_argument("--norm", choices=NORMS, default="l2", help="l2: per-example norm over tokens x hidden; linf")
+    p.add_argument("--noise", choices=NOISE_DISTRIBUTIONS, default="uniform",
+                   help="uniform: FreeLB's init scaling; normal: Gaussian with E||delta||^2 = eps^2 (l2)")
+    p.add_argument("--pgd-steps", type=int, default=3, help="PGD ascent steps K (default 3)")
+    p.add_argument("--pgd-step-size", type=float, help="PGD step (default 2.5 * eps / K)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--kernel-backend", default="auto", choices=("auto", "eager", "compiled", "triton"),
+                   help="perturbation_step / perturbation_init backend")
+    p.add_argument("--crosslingual", action="store_true",
+                   help="also the generalized cross-lingual matrix (xnli, pawsx, demo_xnli)")
+    p.add_argument("--crosslingual-only", action="store_true", help="only the cross-lingual matrix")
+    p.add_argument("--out", help="output directory (default: RUN/robustness)")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=_run_robustness)
+
+
+def _run_robustness(args) -> int:
+    from xrobust.evaluation.crosslingual import CROSSLINGUAL_TASKS, crosslingual_markdown, evaluate_crosslingual
+    from xrobust.evaluation.robustness import Attack, evaluate_robustness, robustness_markdown
+    from xrobust.training import distributed as dist
+
+    cfg, run = load_run_config(args)
+    out = Path(args.out) if args.out else run / "robustness"
+    dist.init_distributed()
+    if not args.crosslingual_only:
+        attacks = [Attack(kind, norm=args.norm, noise=args.noise, steps=args.pgd_steps, step_size=args.pgd_step_size,
+                          seed=args.seed, backend=args.kernel_backend) for kind in dict.fromkeys(args.attack)]
+        result = evaluate_robustness(cfg, run, tasks=args.tasks, languages=args.languages, split=args.split,
+                                     eps=args.eps, attacks=attacks, max_examples=args.max_examples, out_dir=out)
+        if dist.is_main():
+            print(robustness_markdown(result, title=f"Robustness: {run}"))
+    if args.crosslingual or args.crosslingual_only:
+        tasks = [t for t in args.tasks if t in CROSSLINGUAL_TASKS] if args.tasks else None
+        if args.tasks and not tasks:
+            raise XRobustError(f"--crosslingual: none of --tasks {' '.join(args.tasks)} has a generalized "
+                               f"cross-lingual setting (expected some of {', '.join(CROSSLINGUAL_TASKS)})")
+        result = evaluate_crosslingual(cfg, run, tasks=tasks, languages=args.languages, split=args.split,
+                                       max_examples=args.max_examples, out_dir=out)
+        if dist.is_main():
+            print(crosslingual_markdown(result, title=f"Generalized cross-lingual accuracy: {run}"))
+    if dist.is_main():
+        print(f"written: {out}")
+    return 0
+
+
+SUBCOMMANDS = [_add_score, _add_compare, _add_eval, _add_robustness]
 
 
 def add_parsers(sub) -> None:
