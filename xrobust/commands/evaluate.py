@@ -96,7 +96,8 @@ def _add_eval(sub) -> None:
     p = sub.add_parser("eval", aliases=["evaluate"],
                        help="zero-shot evaluation of a trained run on every language of its tasks")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--run", help="a run directory written by `xrobust pipeline`")
+    which.add_argument("--run", "--run-dir", dest="run", help="a run directory written by `xrobust pipeline` "
+                       "(spell it --run-dir under torchrun, whose parser takes --run for its own --run-path)")
     which.add_argument("--config", help="the run's config (its directory is output_dir/name)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override of the config, e.g. evaluation.tasks=[xnli]")

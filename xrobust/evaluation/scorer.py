@@ -122,10 +122,30 @@ def read_qa_predictions(path: str | os.PathLike) -> dict[str, str]:
     return data
 
 
+# Registered tasks outside XTREME (the embedded demo's) are scored by the rules of the XTREME task
+# with the same metric; they appear after the official tasks and never enter the group scores.
+_RULES_BY_METRIC = {"accuracy": "xnli", "tatoeba_accuracy": "tatoeba", "seqeval_f1": "panx",
+                    "squad_em_f1": "xquad", "mlqa_em_f1": "mlqa", "bucc_f1": "bucc2018"}
+
+
+def scoring_rules(task: str) -> str | None:
+    """The official task whose file format and metric `task` follows (itself for XTREME tasks)."""
+    if task in M.TASK2LANGS:
+        return task
+    from xrobust.errors import ConfigError
+    from xrobust.tasks import get_task
+
+    try:
+        return _RULES_BY_METRIC.get(get_task(task).metric)
+    except ConfigError:
+        return None
+
+
 def score_language(task: str, lang: str, prediction_file: str | os.PathLike,
                    label_file: str | os.PathLike) -> dict[str, float]:
     """Scores of one task/language pair, keys as in the official scorer."""
     pred_path, gold_path = Path(prediction_file), Path(label_file)
+    task = scoring_rules(task) or task
     if task in TAG_TASKS:
         preds, pred_starts = read_tag_file(pred_path)
         golds, gold_starts = read_tag_file(gold_path)
@@ -179,6 +199,18 @@ def score_folder(prediction_folder: str | os.PathLike, label_folder: str | os.Pa
         per_lang = {lang: score_language(task, lang, task_file(pred_root, task, lang),
                                          task_file(gold_root, task, lang)) for lang in langs}
         detailed[task] = M.aggregate_task(task, per_lang)
+    for folder in sorted(p for p in pred_root.iterdir() if p.is_dir()):
+        task = folder.name
+        if task in M.TASK2LANGS or not (gold_root / task).is_dir() or scoring_rules(task) is None:
+            continue
+        langs = sorted(f.name.split(".")[0].removeprefix("test-") for f in (gold_root / task).glob("test-*"))
+        per_lang = {lang: score_language(task, lang, task_file(pred_root, scoring_rules(task), lang).parent.parent
+                                         / task / task_file(pred_root, scoring_rules(task), lang).name,
+                                         task_file(gold_root, scoring_rules(task), lang).parent.parent / task
+                                         / task_file(gold_root, scoring_rules(task), lang).name)
+                    for lang in langs}
+        if per_lang:
+            detailed[task] = M.aggregate_task(task, per_lang)
     if not detailed:
         raise DataError(f"no task to score: {pred_root} and {gold_root} share no task folder "
                         f"(expected some of {', '.join(M.TASK2LANGS)})")
