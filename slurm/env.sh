@@ -15,6 +15,16 @@ xr_setup() {
     cd "${WORKDIR:-${SLURM_SUBMIT_DIR:-.}}" || { xr_log "cannot cd to WORKDIR=$WORKDIR"; exit 1; }
     if [ -n "${ENV_ACTIVATE:-}" ]; then eval "$ENV_ACTIVATE" || { xr_log "ENV_ACTIVATE failed: $ENV_ACTIVATE"; exit 1; }; fi
     if [ -n "${DS_ACCELERATOR:-}" ]; then export DS_ACCELERATOR; fi
+    # one OpenMP thread pool of the task's CPUs per rank: by default every rank sizes it to all the
+    # cores of the node, and PROCS_PER_NODE ranks then oversubscribe it (slow start-up and CPU steps)
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
+    # DeepSpeed JIT-builds ops (on CPU: its shared-memory comm op, at every rank start) with the first
+    # ninja on PATH. ninja 1.11 and >= 1.12 record command lines differently in .ninja_log, so
+    # sharing one cache between two ninjas (a venv's and the system's) rebuilds the op on every
+    # start while the other ranks wait on its lock: keep one cache per ninja version.
+    if [ -z "${TORCH_EXTENSIONS_DIR:-}" ] && command -v ninja >/dev/null 2>&1; then
+        export TORCH_EXTENSIONS_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/torch_extensions/ninja-$(ninja --version)
+    fi
     PYTHON=${PYTHON:-python}
     mapfile -t XR_HOSTS < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
     XR_NNODES=${#XR_HOSTS[@]}

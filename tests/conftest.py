@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from e2e_world import e2e_world, reference_run  # noqa: E402,F401  (session fixtures of the end-to-end tests)
 
 
 @pytest.fixture(scope="session")
