@@ -4,6 +4,8 @@ TORCH_SPEC ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the venv's tools first: DeepSpeed builds its CPU ops with whichever ninja is on PATH
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: demo test venv clean
 

@@ -52,6 +52,9 @@ def write_config(world: dict, path: Path, name: str, output_dir: Path, **section
 
 def env() -> dict:
     e = dict(os.environ)
+    # one ninja for every build of DeepSpeed's CPU ops (the venv's): two versions invalidate each
+    # other's builds and every rank start would rebuild
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
     e.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", WANDB_MODE="disabled")
     return e
 
