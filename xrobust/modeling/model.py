@@ -45,6 +45,8 @@ class XRobustModel(nn.Module):
         self.head_specs = {h.name: h for h in head_specs}
         hidden = encoder.config.hidden_size
         self.heads = nn.ModuleDict({h.name: HEADS[h.format](hidden, h.num_labels, dropout) for h in head_specs})
+        # heads in the encoder's dtype: ZeRO-3 flattens all parameters of a group into one buffer
+        self.heads.to(dtype=next(encoder.parameters()).dtype)
 
     def word_embeddings(self) -> nn.Module:
         """Adversarial deltas are injected by a forward hook on this module."""
