@@ -64,9 +64,16 @@ def test_eval_command_on_english_dev(runs):
     run = runs[0]
     proc = run_cli(["eval", "--run", str(run), "--split", "dev", "--languages", "en", "--tasks", "demo_xnli"])
     assert "demo_xnli" in proc.stdout
-    results = json.loads((run / "results.json").read_text())
+    results = json.loads((run / "eval-dev" / "results.json").read_text())
     assert list(results["tasks"]) == ["demo_xnli"] and list(results["tasks"]["demo_xnli"]["languages"]) == ["en"]
     assert results["settings"]["split"] == "dev"
+    assert (run / "eval-dev" / "report.md").is_file()
+    # more languages add to the split's results; the test-split benchmark file is untouched
+    before = (run / "results.json").read_bytes()
+    run_cli(["eval", "--run", str(run), "--split", "dev", "--languages", "xa", "--tasks", "demo_xnli"])
+    results = json.loads((run / "eval-dev" / "results.json").read_text())
+    assert set(results["tasks"]["demo_xnli"]["languages"]) == {"en", "xa"}
+    assert (run / "results.json").read_bytes() == before
 
 
 def test_compare_two_runs_writes_valid_png(runs, tmp_path):

@@ -132,7 +132,9 @@ def _run_eval(args) -> int:
     results = evaluate_run(cfg, run, tasks=args.tasks, languages=args.languages, split=args.split)
     if dist.is_main():
         print(xtreme_markdown(results, title=f"Zero-shot results: {run}"))
-        print(f"results: {run / 'results.json'}")
+        from xrobust.evaluation.run import results_dir
+
+        print(f"results: {results_dir(run, args.split or cfg.evaluation.split) / 'results.json'}")
     return 0
 
 

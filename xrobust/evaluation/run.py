@@ -117,6 +117,11 @@ def _retrieval_scores(cfg, spec, model, tokenizer, split, lang, ev, out: Path):
     return result["test"], chosen
 
 
+def results_dir(root: Path, split: str) -> Path:
+    """Test results (the benchmark) sit in the run directory; other splits in eval-<split>/."""
+    return Path(root) if split == "test" else Path(root) / f"eval-{split}"
+
+
 def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tracker=None, models=None) -> dict:
     from transformers import AutoTokenizer
 
@@ -173,10 +178,18 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
     bar.close()
     settings = {"split": split, "retrieval_layer": ev.layer, "retrieval_pooling": ev.pooling,
                 "max_examples": ev.max_examples, "models": models, **extra}
+    out = results_dir(root, split)
+    previous = out / "results.json"
+    if previous.is_file():  # evaluating more tasks or languages adds to what is there
+        from .report import load_results
+
+        for task, entry in load_results(previous)["tasks"].items():
+            for lang, metrics in entry["languages"].items():
+                scores.setdefault(task, {}).setdefault(lang, metrics)
     results = build_results(scores, settings)
     if dist.is_main():
-        atomic_write_json(root / "results.json", results)
-        write_report(results, root, title=f"Zero-shot results: {cfg.name} ({split})")
+        atomic_write_json(out / "results.json", results)
+        write_report(results, out, title=f"Zero-shot results: {cfg.name} ({split})")
         if tracker:
             tracker.summary({f"eval/{t}/{m}": v for t, r in results["tasks"].items() for m, v in r["avg"].items()})
             rows = [[t, lang, m, v] for t, r in results["tasks"].items()
