@@ -129,7 +129,18 @@ def _run_eval(args) -> int:
 
     cfg, run = load_run_config(args)
     dist.init_distributed()
-    results = evaluate_run(cfg, run, tasks=args.tasks, languages=args.languages, split=args.split)
+    tracker = None
+    if cfg.tracking.mode != "disabled":  # results go to the W&B run the training logged to
+        from xrobust.config import to_dict
+        from xrobust.tracking.wandb_run import Tracker
+
+        tracker = Tracker(to_dict(cfg), run, dist.rank(), resume_step=0)
+    try:
+        results = evaluate_run(cfg, run, tasks=args.tasks, languages=args.languages, split=args.split,
+                               tracker=tracker)
+    finally:
+        if tracker:
+            tracker.finish()
     if dist.is_main():
         print(xtreme_markdown(results, title=f"Zero-shot results: {run}"))
         from xrobust.evaluation.run import results_dir
