@@ -77,10 +77,14 @@ def _embed(model, batch, layer: int, pooling: str) -> np.ndarray:
 
 def predict(model, spec, examples, features, tokenizer, batch_size: int):
     """Example-level predictions in the official file's terms: label names, tag lists, answer texts."""
+    logits = forward_outputs(model, features, tokenizer, spec.head or spec.name, batch_size)
+    return predictions_from_logits(spec, examples, features, logits)
+
+
+def predictions_from_logits(spec, examples, features, logits):
+    """Per-format step from logits (one row per feature) to example-level predictions."""
     from . import postprocess as post
 
-    head = spec.head or spec.name
-    logits = forward_outputs(model, features, tokenizer, head, batch_size)
     if spec.format == "classification":
         return post.classification_predictions(logits, spec.labels)
     if spec.format == "multiple_choice":
@@ -90,7 +94,9 @@ def predict(model, spec, examples, features, tokenizer, batch_size: int):
         return [by_id[str(i)] for i in examples["id"]]
     if spec.format == "span_qa":
         return post.span_qa_predictions(examples, features, logits)
-    raise ValueError(f"task {spec.name}: {spec.format} has no head predictions (use retrieval)")
+    from ..errors import ConfigError
+
+    raise ConfigError(f"task {spec.name}: {spec.format} has no head predictions (retrieval is scored by similarity)")
 
 
 def gold(spec, examples):

@@ -29,7 +29,7 @@ from ..errors import ConfigError, DataError, XRobustError
 from ..io import atomic_write_json, atomic_write_text
 from ..kernels import perturbation_init, perturbation_step_with_status
 from ..training import distributed as dist
-from .predict import score
+from .predict import predictions_from_logits, score
 
 ATTACKS = ("noise", "pgd")
 NOISE_DISTRIBUTIONS = ("uniform", "normal")
@@ -188,22 +188,6 @@ def perturbed_outputs(model, features, tokenizer, head: str, batch_size: int, at
     for part in dist.gather_objects(results):
         merged.update(part)
     return [merged[i] for i in range(n)]
-
-
-def predictions_from_logits(spec, examples, features, logits):
-    """The per-format step of predict.predict, applied to given logits."""
-    from . import postprocess as post
-
-    if spec.format == "classification":
-        return post.classification_predictions(logits, spec.labels)
-    if spec.format == "multiple_choice":
-        return post.multiple_choice_predictions(logits)
-    if spec.format == "tagging":
-        by_id = post.tagging_predictions(features, logits, spec.labels)
-        return [by_id[str(i)] for i in examples["id"]]
-    if spec.format == "span_qa":
-        return post.span_qa_predictions(examples, features, logits)
-    raise ConfigError(f"task {spec.name}: robustness needs a task with a head; {spec.format} has none")
 
 
 def headline_metric(spec) -> str:
