@@ -226,3 +226,17 @@ def test_pretrain_mlm_saves_a_loadable_deterministic_encoder(world, tmp_path):
     assert out.shape[-1] == ma.config.hidden_size and torch.isfinite(out).all()
     log = json.loads((a / "pretrain_log.json").read_text())
     assert log["steps"] == 8 and log["losses"][-1]["step"] == 7
+
+
+def test_cognate_lexicons_share_roots_but_not_whole_words():
+    from xrobust.data import synthetic_lexicon as X
+
+    content = [*X.OBJECT_NOUNS, *X.PERSON_NOUNS, *X.VERBS, *X.FACT_VERBS, *X.ADJECTIVES]
+    en = X.LEXICONS["en"]
+    for lang in ("xa", "xb"):
+        lex = X.LEXICONS[lang]
+        shared = [c for c in content if lex[c].form.startswith(X.cognate_root(lang, en[c].base or en[c].form))]
+        # most content words are cognates of English (shared sub-words), a fixed share is not
+        assert 0.5 * len(content) <= len(shared) <= (1 - X.NON_COGNATE_SHARE / 2) * len(content), (lang, len(shared))
+        assert not any(lex[c].form == en[c].form for c in content), lang
+    assert all(CYRILLIC.search(X.LEXICONS["xc"][c].form) for c in content)

@@ -22,7 +22,7 @@ def _read(path: Path) -> list[dict]:
 
 
 def finetune_zero_shot(encoder_dir, world: dict, *, task: str = "demo_xnli", epochs: int = 3, lr: float = 1e-3,
-                       batch_size: int = 32, seed: int = 0, split: str = "dev") -> dict:
+                       batch_size: int = 32, seed: int = 0, split: str = "dev", freeze_embeddings: bool = True) -> dict:
     """Fine-tune on English `task` train; return {"accuracy": {lang: acc}, "seconds", "cpu_seconds", "steps"}."""
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -30,6 +30,9 @@ def finetune_zero_shot(encoder_dir, world: dict, *, task: str = "demo_xnli", epo
     torch.manual_seed(seed)
     tok = AutoTokenizer.from_pretrained(str(encoder_dir))
     enc = AutoModel.from_pretrained(str(encoder_dir))
+    # English fine-tuning moves only English (and shared) token embeddings; freezing the embedding
+    # table keeps every language's words where MLM aligned them, the usual zero-shot recipe
+    enc.embeddings.requires_grad_(not freeze_embeddings)
     labels = world["tasks"][task]["labels"]
     d = enc.config.hidden_size
     head = torch.nn.Sequential(torch.nn.Linear(d, d), torch.nn.Tanh(), torch.nn.Linear(d, len(labels)))
@@ -40,7 +43,7 @@ def finetune_zero_shot(encoder_dir, world: dict, *, task: str = "demo_xnli", epo
         return x, torch.tensor([labels.index(r["label"]) for r in rows])
 
     train = _read(Path(world["data_root"]) / task / "train-en.jsonl")
-    opt = torch.optim.AdamW(list(enc.parameters()) + list(head.parameters()), lr=lr)
+    opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad] + list(head.parameters()), lr=lr)
     total = epochs * ((len(train) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
     order, rng, steps = list(range(len(train))), random.Random(seed), 0
@@ -66,6 +69,99 @@ def finetune_zero_shot(encoder_dir, world: dict, *, task: str = "demo_xnli", epo
     return {"accuracy": acc, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "steps": steps}
 
 
+def finetune_tagging(encoder_dir, world: dict, *, task: str = "demo_pos", epochs: int = 2, lr: float = 1e-3,
+                     batch_size: int = 32, seed: int = 0, split: str = "dev", freeze_embeddings: bool = True) -> dict:
+    """Token classification on the first sub-word of each word, fine-tuned on English `task`
+    train; returns {"f1": {lang: seqeval micro F1}, "cpu_seconds", "steps"}."""
+    import torch
+    from seqeval.metrics import f1_score
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(str(encoder_dir))
+    enc = AutoModel.from_pretrained(str(encoder_dir))
+    # English fine-tuning moves only English (and shared) token embeddings; freezing the embedding
+    # table keeps every language's words where MLM aligned them, the usual zero-shot recipe
+    enc.embeddings.requires_grad_(not freeze_embeddings)
+    labels = world["tasks"][task]["labels"]
+    head = torch.nn.Linear(enc.config.hidden_size, len(labels))
+
+    def batch(rows):
+        x = tok([r["tokens"] for r in rows], is_split_into_words=True, padding=True, truncation=True,
+                return_tensors="pt")
+        y = torch.full(x["input_ids"].shape, -100, dtype=torch.long)
+        for b, r in enumerate(rows):
+            prev = None
+            for t, w in enumerate(x.word_ids(b)):
+                if w is not None and w != prev:
+                    y[b, t] = labels.index(r["tags"][w])
+                prev = w
+        return x, y
+
+    train = _read(Path(world["data_root"]) / task / "train-en.jsonl")
+    opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad] + list(head.parameters()), lr=lr)
+    total = epochs * ((len(train) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
+    order, rng, steps, c0 = list(range(len(train))), random.Random(seed), 0, time.process_time()
+    enc.train()
+    for _ in range(epochs):
+        rng.shuffle(order)
+        for i in range(0, len(order), batch_size):
+            x, y = batch([train[j] for j in order[i:i + batch_size]])
+            logits = head(enc(**x).last_hidden_state)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, len(labels)), y.reshape(-1), ignore_index=-100)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            steps += 1
+    cpu = time.process_time() - c0
+    enc.eval()
+    f1 = {}
+    with torch.no_grad():
+        for lang in world["tasks"][task]["splits"][split]:
+            rows = _read(Path(world["data_root"]) / task / f"{split}-{lang}.jsonl")
+            x, y = batch(rows)
+            pred = head(enc(**x).last_hidden_state).argmax(-1)
+            gold_seqs, pred_seqs = [], []
+            for b in range(len(rows)):
+                keep = y[b] != -100
+                gold_seqs.append([labels[i] for i in y[b][keep].tolist()])
+                pred_seqs.append([labels[i] for i in pred[b][keep].tolist()])
+            if task == "demo_pos":  # seqeval needs chunk tags: score each POS tag as a one-token chunk
+                gold_seqs = [["B-" + t for t in s] for s in gold_seqs]
+                pred_seqs = [["B-" + t for t in s] for s in pred_seqs]
+            f1[lang] = round(float(f1_score(gold_seqs, pred_seqs)), 3)
+    return {"f1": f1, "cpu_seconds": round(cpu, 1), "steps": steps}
+
+
+def retrieval_accuracy(encoder_dir, world: dict, *, task: str = "demo_tatoeba", split: str = "dev",
+                       layer: int = -1) -> dict:
+    """Zero-shot bitext retrieval with mean-pooled hidden states of `layer` (no fine-tuning):
+    top-1 accuracy of finding each sentence's English translation by cosine similarity."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(encoder_dir))
+    enc = AutoModel.from_pretrained(str(encoder_dir)).eval()
+
+    def embed(texts):
+        x = tok(texts, padding=True, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            h = enc(**x, output_hidden_states=True).hidden_states[layer]
+        m = x["attention_mask"].unsqueeze(-1).float()
+        v = (h * m).sum(1) / m.sum(1)
+        v = v - v.mean(0, keepdim=True)  # centre each language's embeddings
+        return torch.nn.functional.normalize(v, dim=-1)
+
+    acc = {}
+    for lang in world["tasks"][task]["splits"][split]:
+        rows = _read(Path(world["data_root"]) / task / f"{split}-{lang}.jsonl")
+        sim = embed([r["source"] for r in rows]) @ embed([r["target"] for r in rows]).T
+        acc[lang] = round((sim.argmax(-1) == torch.arange(len(rows))).float().mean().item(), 3)
+    return {"accuracy": acc}
+
+
 def main(argv=None) -> None:
     from xrobust.data.synthetic import build_world
     from xrobust.modeling.pretrain import pretrain_mlm
@@ -75,12 +171,17 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--xnli-only", action="store_true", help="skip the tagging and retrieval checks")
     args = p.parse_args(argv)
     world = build_world(args.root, seed=args.seed)
     enc = pretrain_mlm(world, args.root / "mlm-check", seed=args.seed)
     log = json.loads((enc / "pretrain_log.json").read_text(encoding="utf-8"))
     print(f"mlm: {log['steps']} steps, {log['seconds']} s wall, {log['cpu_seconds']} s cpu, loss {log['final_loss']}")
-    print(json.dumps(finetune_zero_shot(enc, world, epochs=args.epochs, lr=args.lr, seed=args.seed)))
+    print("demo_xnli", json.dumps(finetune_zero_shot(enc, world, epochs=args.epochs, lr=args.lr, seed=args.seed)))
+    if not args.xnli_only:
+        for task in ("demo_pos", "demo_ner"):
+            print(task, json.dumps(finetune_tagging(enc, world, task=task, seed=args.seed)))
+        print("demo_tatoeba", json.dumps(retrieval_accuracy(enc, world)))
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def render_clause(lang: str, c: dict, final: str = ".") -> list[Tok]:
     elif lang == "xa":
         toks = time + agent + neg + verb + obj + pps
     elif lang == "xb":
-        toks = time + agent + pps + obj + neg + verb
+        toks = agent + pps + obj + neg + verb + time
     else:
         toks = agent + neg + verb + obj + pps + time
     toks = toks + end

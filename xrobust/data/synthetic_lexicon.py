@@ -6,12 +6,14 @@ the meaning and every surface form (text, char offsets, tag sequences) from the 
 
 Languages:
 - en: English words, SVO, adjective before noun, prepositions, articles.
-- xa: own Latin-script lexicon, SVO, adjective before noun, prepositions, articles.
-- xb: own Latin-script lexicon, verb-final (SOV), adjective after noun, postpositions,
-  wh-words in situ.
-- xc: own lexicon written in Cyrillic, SVO, no articles, time adverb sentence-final.
-Shared anchors across all four: digits, proper names (people, places, organisations) and
-punctuation; xa and xb also share some cognate stems with English (taxi, radio, ...).
+- xa: Latin script, mostly cognates of English (cup -> cupo), SVO, adjective before noun,
+  prepositions, articles, time adverb first.
+- xb: Latin script, mostly cognates (cup -> kupek), verb-final (SOV), adjective after noun,
+  postpositions, wh-words in situ.
+- xc: cognates of English written in Cyrillic (cup -> куп), SVO, no articles.
+A quarter of each lexicon is not cognate (generated words), and function words are the
+language's own. Shared anchors across all four: digits, proper names (people, places,
+organisations) and punctuation.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ _SYLLABLES = {
 _CYRILLIC = {
     "a": "а", "b": "б", "v": "в", "g": "г", "d": "д", "e": "е", "z": "з", "i": "и", "k": "к", "l": "л",
     "m": "м", "n": "н", "o": "о", "p": "п", "r": "р", "s": "с", "t": "т", "u": "у", "f": "ф", "h": "х",
-    "c": "ц", "y": "ы", "š": "ш", "j": "й",
+    "c": "ц", "y": "ы", "š": "ш", "j": "й", "č": "ч",
 }
 _LEXICON_SEED = 20240611
 
@@ -123,6 +125,39 @@ def _make_words(lang: str, n: int, rng: random.Random, taken: set[str]) -> list[
     return out
 
 
+# Cognates: most content words of xa, xb and xc descend from the English word (as Romance
+# languages share Latin roots): a few systematic spelling changes, then a language-specific
+# ending. xa and xb stay in the Latin script, so the tokenizer shares sub-words (the root) with
+# English; xc is the same kind of cognate language written in Cyrillic, so it shares no
+# sub-words and is aligned only through parallel and code-switched pretraining text.
+# A fixed share of each lexicon is NOT cognate (generated words), so the languages are not
+# English with different endings.
+NON_COGNATE_SHARE = 0.25
+_SOUND_CHANGES = {
+    "xa": (("th", "t"), ("sh", "s"), ("ck", "k"), ("w", "v"), ("y", "i")),
+    "xb": (("th", "d"), ("sh", "š"), ("ck", "k"), ("c", "k"), ("w", "v"), ("y", "i")),
+    "xc": (("th", "t"), ("sh", "š"), ("ch", "č"), ("ck", "k"), ("c", "k"), ("q", "k"), ("x", "ks"),
+           ("w", "v"), ("y", "i")),
+}
+# per language and word class: (ending, plural ending); verbs get the past suffix on the root
+_ENDINGS = {
+    "xa": {"object": ("o", "i"), "person": ("o", None), "adj": ("a", None), "time": ("e", None)},
+    "xb": {"object": ("ek", "ekler"), "person": ("ci", None), "adj": ("li", None), "time": ("in", None)},
+    "xc": {"object": ("", "y"), "person": ("", None), "adj": ("yj", None), "time": ("", None)},
+}
+_VERB_PAST = {"xa": "ava", "xb": "di", "xc": "al"}
+
+
+def cognate_root(lang: str, english: str) -> str:
+    """The English word after `lang`'s spelling changes, without a final silent e."""
+    w = english.lower()
+    for a, b in _SOUND_CHANGES[lang]:
+        w = w.replace(a, b)
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
 def _build_lexicons() -> dict[str, dict[str, Entry]]:
     rng = random.Random(_LEXICON_SEED)
     lex: dict[str, dict[str, Entry]] = {}
@@ -140,8 +175,8 @@ def _build_lexicons() -> dict[str, dict[str, Entry]]:
     en["opened_office"] = Entry("opened", base="open")
     lex["en"] = en
 
-    # Hand-picked function words keep each language's grammar recognisable; content words are
-    # generated. None of these collide with English words.
+    # Hand-picked function words keep each language's grammar recognisable (they are not
+    # cognates); content words are derived or generated. None of these collide with English words.
     function = {
         "xa": {"the": "lo", "a": "un", "in": "di", "with": "kon", "for": "per", "at": "ad", "and": "e",
                "never": "non", "someone": "kualkuno", "he": "ilo", "she": "ela", "they": "lori",
@@ -156,23 +191,28 @@ def _build_lexicons() -> dict[str, dict[str, Entry]]:
                "who": "kto", "what": "cto", "where": "gde", "did": None, "is": "est",
                "office": "ofis", "opened_office": "otkryl"},
     }
-    plural_suffix = {"xa": "i", "xb": "ler", "xc": "y"}
-    past_suffix = {"xa": "va", "xb": "di", "xc": "l"}
+    classes = ([(c, "object", OBJECT_NOUNS[c][0]) for c in OBJECT_NOUNS]
+               + [(c, "person", PERSON_NOUNS[c]) for c in PERSON_NOUNS]
+               + [(c, "verb", en[c].base) for c in list(VERBS) + list(FACT_VERBS)]
+               + [(a, "adj", a) for a in ADJECTIVES] + [(a, "time", a) for a in TIME_ADVERBS])
     for lang in ("xa", "xb", "xc"):
         taken = {w for w in function[lang].values() if w} | {e.form for e in en.values()}
+        # which concepts are not cognate: a fixed sample per language (never the classic loanwords)
+        candidates = [c for c, _, _ in classes if c not in COGNATES]
+        foreign = set(rng.sample(candidates, round(NON_COGNATE_SHARE * len(classes))))
         d: dict[str, Entry] = {}
-        for c in OBJECT_NOUNS:
-            if c in COGNATES and lang != "xc":
-                stem = OBJECT_NOUNS[c][0] + ("o" if lang == "xa" else "ek")
-            else:
-                stem = _make_words(lang, 1, rng, taken)[0]
-            d[c] = Entry(stem, stem + plural_suffix[lang])
-        for c in PERSON_NOUNS:
-            d[c] = Entry(_make_words(lang, 1, rng, taken)[0])
-        for c in list(VERBS) + list(FACT_VERBS):
-            d[c] = Entry(_make_words(lang, 1, rng, taken)[0] + past_suffix[lang])
-        for a in ADJECTIVES + TIME_ADVERBS:
-            d[a] = Entry(_make_words(lang, 1, rng, taken)[0])
+        for c, cls, english in classes:
+            end, plural = (_VERB_PAST[lang], None) if cls == "verb" else _ENDINGS[lang][cls]
+
+            def forms(root: str) -> list[str]:
+                return [root + end] + ([root + plural] if plural is not None else [])
+
+            root = cognate_root(lang, english)
+            if c in foreign or any(f in taken for f in forms(root)):  # a generated word instead
+                root = _make_words(lang, 1, rng, taken | {f[:-len(end)] for f in taken if end and f.endswith(end)})[0]
+            fs = forms(root)
+            taken.update(fs)
+            d[c] = Entry(fs[0], fs[1] if len(fs) > 1 else None)
         for w, f in function[lang].items():
             d[w] = Entry(f) if f else Entry("")
         if lang == "xc":  # the Cyrillic language: transliterate its whole lexicon

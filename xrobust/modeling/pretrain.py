@@ -64,13 +64,24 @@ def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, vo
     return inputs, labels
 
 
-def pretrain_mlm(world: dict, out_dir, *, steps: int = 800, batch_size: int = 64, lr: float = 3e-3,
+def pretrain_mlm(world: dict, out_dir, *, steps: int = 1100, batch_size: int = 32, lr: float = 3e-3,
                  seed: int = 0, log_every: int = 50) -> Path:
     """Masked-LM pretraining on `world["corpus"]`; saves the base encoder and tokenizer at `out_dir`.
 
     `AutoModel.from_pretrained(out_dir)` and `AutoTokenizer.from_pretrained(out_dir)` load the
     result. Deterministic for a given seed (CPU). Also writes `pretrain_log.json` (losses, time).
+    Runs on one intra-op thread: the model is so small that a second thread mostly adds
+    synchronisation, about doubling CPU time (and it is far slower on a loaded machine).
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _pretrain(world, out_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed, log_every=log_every)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain(world: dict, out_dir, *, steps: int, batch_size: int, lr: float, seed: int, log_every: int) -> Path:
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaModel
 
