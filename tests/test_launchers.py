@@ -28,7 +28,7 @@ def _launch(kind: str, e2e_world, tmp_path, slurm_cluster=None):
         cmd = [str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", port, "--module",
                "xrobust.cli", *TRAIN[2:], str(cfg)]
     elif kind == "torchrun":
-        cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", port, *TRAIN, str(cfg)]
+        cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", *TRAIN, str(cfg)]
     else:
         env.update(SLURM_CONF=str(slurm_cluster.conf), MASTER_PORT=port)
         cmd = ["srun", "-n", "2", "--cpus-per-task=1", "--kill-on-bad-exit=1", str(BIN / "python"), "-u", *TRAIN,

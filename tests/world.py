@@ -62,10 +62,8 @@ def env() -> dict:
 def cli_command(args: list[str], ranks: int = 1) -> list[str]:
     if ranks == 1:
         return [sys.executable, "-m", "xrobust.cli", *args]
-    from xrobust.training.distributed import _free_port
-
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
-            "--master_port", str(_free_port()), "-m", "xrobust.cli", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
+            "-m", "xrobust.cli", *args]
 
 
 def run_cli(args: list[str], ranks: int = 1, timeout: int = 600, check: bool = True):

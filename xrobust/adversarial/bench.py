@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -149,16 +148,13 @@ def _floor(entry, K):
 def run(args) -> int:
     if args.worker:
         return _worker(args)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
         threads = max(1, (os.cpu_count() or 2) // args.nproc)
         env = dict(os.environ, DS_ACCELERATOR=os.environ.get("DS_ACCELERATOR", "cpu"),
                    OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(threads)))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc),
-               "--master_port", str(port), "-m", "xrobust.adversarial.bench", "--worker", "--out", out,
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
+               "-m", "xrobust.adversarial.bench", "--worker", "--out", out,
                "--steps", str(args.steps), "--warmup", str(args.warmup), "--k", str(args.k),
                "--seq-len", str(args.seq_len), "--batch", str(args.batch)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)

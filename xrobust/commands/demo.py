@@ -64,13 +64,7 @@ def launch_command(launcher: str, ranks: int, cli_args: list[str]) -> list[str]:
     if launcher == "deepspeed":
         return ["deepspeed", "--num_gpus", str(ranks), "--module", "xrobust.cli", *cli_args]
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
-            "--master_port", str(_free_port()), "-m", "xrobust.cli", *cli_args]
-
-
-def _free_port() -> int:
-    from ..training.distributed import _free_port as free
-
-    return free()
+            "--standalone", "-m", "xrobust.cli", *cli_args]  # --standalone: torchrun picks a free port
 
 
 def demo(args) -> int:

@@ -139,11 +139,8 @@ def _launch(args, ds: str, ranks: int) -> dict:
     worker = ["-m", "xrobust.cli", "bench", "train", "--worker", ds, "--out", str(out), "--model", args.model, "--dtype", args.dtype,
               "--steps", str(args.steps), "--warmup", str(args.warmup), "--seq-len", str(args.seq_len),
               "--batch", str(args.batch)]
-    from .distributed import _free_port
-
     cmd = [sys.executable, *worker] if ranks == 1 else \
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_port",
-         str(_free_port()), *worker]
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks), *worker]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // ranks))))
     env.setdefault("DS_ACCELERATOR", "cpu" if not _has_cuda() else "cuda")
     subprocess.run(cmd, env=env, check=True)

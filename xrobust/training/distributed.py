@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 
 import torch
 import torch.distributed as dist
@@ -25,11 +26,18 @@ def init_distributed() -> None:
         from ..launch.env import distributed_env_from_slurm
 
         distributed_env_from_slurm()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
     if "RANK" not in os.environ:
+        # one process: a file store, so no TCP port can be taken by someone else in the meantime
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    deepspeed.init_distributed(dist_backend=backend, verbose=False)
+        store = tempfile.NamedTemporaryFile(prefix="xrobust-pg-", delete=False)
+        store.close()
+        os.unlink(store.name)
+        deepspeed.init_distributed(dist_backend=backend, verbose=False, init_method=f"file://{store.name}",
+                                   rank=0, world_size=1)
+    else:
+        deepspeed.init_distributed(dist_backend=backend, verbose=False)
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
 
