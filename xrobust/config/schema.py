@@ -58,6 +58,8 @@ class PhaseConfig:
     save_every: int = 200  # optimizer steps between checkpoints
     keep_checkpoints: int = 2
     max_dev_examples: Optional[int] = None  # cap on English dev examples per task for selection
+    freeze_embeddings: bool = False  # keep the word embeddings fixed: English-only updates would pull
+    # English vectors away from their translations
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
 

@@ -56,6 +56,8 @@ class Trainer:
         dropout = self.cfg.model.dropout if self.cfg.model.dropout is not None else \
             getattr(encoder.config, "hidden_dropout_prob", 0.1)
         model = XRobustModel(encoder, list(heads.values()), dropout)  # DeepSpeed casts to bf16 when enabled
+        if self.phase.freeze_embeddings:
+            model.word_embeddings().weight.requires_grad_(False)
         self.engine, self.optimizer, self.scheduler = build_engine(model, self.phase, ds_config, self.total_steps)
         self.strategy = _build_strategy(self.phase.adversarial, self.engine.module)
         self._zero_ctx = zero_ctx
