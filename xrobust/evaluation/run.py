@@ -66,13 +66,7 @@ def _write_gold(folder: Path, spec, lang: str, split: str, golds) -> None:
 
 def _languages(spec, split: str, wanted) -> list[str]:
     available = list(spec.split_languages(split))
-    if not wanted:
-        return available
-    unknown = [lang for lang in wanted if lang not in spec.languages]
-    if unknown:
-        raise ConfigError(f"--languages: {', '.join(unknown)} not in {spec.name}'s languages "
-                          f"({', '.join(spec.languages)})")
-    return [lang for lang in wanted if lang in available]
+    return available if not wanted else [lang for lang in wanted if lang in available]
 
 
 def _retrieval_scores(cfg, spec, model, tokenizer, split, lang, ev, out: Path):
@@ -143,6 +137,10 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
             raise XRobustError(f"task '{name}' was not trained in {root} (trained: "
                                f"{', '.join(k for k in models if not k.startswith('phase:'))})")
         plan += [(spec, lang) for lang in _languages(spec, split, languages)]
+    unknown = [lang for lang in languages or [] if all(lang != l for _, l in plan)]
+    if unknown:
+        raise ConfigError(f"--languages: {', '.join(unknown)} in none of the tasks' {split} sets "
+                          f"({', '.join(sorted({l for n in tasks for l in get_task(n).languages}))})")
     scores: dict = {}
     extra: dict = {}
     loaded: dict = {}
