@@ -20,25 +20,10 @@ SCRIPT = REPO / "tests" / "scripts" / "tiny_zero3.py"
 BIN = Path(sys.executable).parent
 
 
-def _losses(output: str) -> list[float]:
-    lines = [line for line in output.splitlines() if line.startswith("LOSSES ")]
-    assert lines, output[-4000:]
-    data = json.loads(lines[-1][len("LOSSES "):])
-    assert data["world"] == 2
-    return data["losses"]
-
-
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "LOCAL_RANK", "WORLD_SIZE"))}
     env.update(DS_ACCELERATOR="cpu", PATH=f"{BIN}:{env.get('PATH', '')}", **extra)
     return env
-
-
-@pytest.fixture(scope="module")
-def reference_losses():
-    res = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29631", str(SCRIPT)],
-                         capture_output=True, text=True, env=_env(), timeout=300, cwd=REPO)
-    return _losses(res.stdout + res.stderr)
 
 
 def test_templates_and_slurm_copies_are_identical():
@@ -84,29 +69,11 @@ def test_env_helpers(monkeypatch):
 
 
 @pytest.mark.multirank
-@pytest.mark.slow
-def test_deepspeed_launcher_matches_torchrun(reference_losses):
-    res = subprocess.run([str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", "29632", str(SCRIPT)],
-                         capture_output=True, text=True, env=_env(), timeout=400, cwd=REPO)
-    assert _losses(res.stdout + res.stderr) == reference_losses
-
-
-@pytest.mark.multirank
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_srun_ranks_from_slurm_match(slurm_cluster, reference_losses):
-    env = {**_env(MASTER_PORT="29633"), "SLURM_CONF": str(slurm_cluster.conf)}
-    res = slurm_cluster.run(["srun", "-n", "2", "--cpus-per-task=1", str(BIN / "python"), "-u", str(SCRIPT)],
-                            env=env, timeout=300, check=False, cwd=str(REPO))
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert _losses(res.stdout + res.stderr) == reference_losses
-
-
-@pytest.mark.multirank
-@pytest.mark.slurm
-@pytest.mark.slow
-def test_template_preempt_requeue_resume(slurm_cluster, tmp_path, reference_losses):
-    """Rendered intermediate_multitask script: USR1 -> checkpoint -> exit 3 -> requeue -> --resume."""
+def test_template_preempt_requeue_resume(slurm_cluster, tmp_path):
+    """Rendered intermediate_multitask script on the srun launcher: USR1 -> checkpoint -> exit 3 ->
+    requeue -> --resume (launcher equivalence with the real training: test_launchers.py)."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text("name: t\nphases:\n  intermediate:\n    tasks: [mnli]\n")
     state = tmp_path / "state.txt"
