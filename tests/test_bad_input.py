@@ -16,6 +16,16 @@ from xrobust.cli import main  # noqa: E402
 PHASE = {"tasks": ["demo_nli"], "batch_size": 8, "micro_batch_size": 8, "max_steps": 1, "eval_every": 0}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _restore_environment():
+    """These runs join a 1-rank process group in this process, which sets RANK etc.; later tests that
+    launch jobs must not inherit them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return build_small_world(tmp_path_factory.mktemp("bad-input-world"))

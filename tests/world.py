@@ -51,7 +51,10 @@ def write_config(world: dict, path: Path, name: str, output_dir: Path, **section
 
 
 def env() -> dict:
-    e = dict(os.environ)
+    # a fresh job: no rank variables from this process (an in-process test may have set them)
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+         and not k.startswith("SLURM_")}
     # one ninja for every build of DeepSpeed's CPU ops (the venv's): two versions invalidate each
     # other's builds and every rank start would rebuild
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
