@@ -79,7 +79,7 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
         overwrite: bool = False) -> Path:
     from transformers import AutoTokenizer
 
-    from .training.trainer import Trainer
+    from .training.trainer import MODEL_DIR, Trainer, finished
 
     dist.init_distributed()
     fresh = not run_root(cfg).exists()
@@ -109,9 +109,14 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
                 if dist.is_main():
                     write_description(run_dir, dump_yaml(dataclasses.replace(cfg, phases={key: sub})),
                                       dist.world_size())
-                trainer = Trainer(cfg, key, sub, run_dir, init, tokenizer, tracker, step_offset)
-                model_dir = trainer.run(resume=resume)
-                step_offset += trainer.total_steps
+                done = finished(run_dir) if resume else None
+                if done:  # a requeued job passes over what it already trained
+                    model_dir = run_dir / MODEL_DIR
+                    step_offset += done["total_steps"]
+                else:
+                    trainer = Trainer(cfg, key, sub, run_dir, init, tokenizer, tracker, step_offset)
+                    model_dir = trainer.run(resume=resume)
+                    step_offset += trainer.total_steps
                 for task in tasks:
                     models[task] = str(model_dir)
                 models[f"phase:{key}"] = str(model_dir)

@@ -92,18 +92,23 @@ def _run_compare(args) -> int:
     return 0
 
 
-def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", aliases=["evaluate"],
-                       help="zero-shot evaluation of a trained run on every language of its tasks")
+def _add_run_selection(p, tasks_help: str) -> None:
+    """Which run, tasks, languages and split: shared by eval and robustness."""
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", "--run-dir", dest="run", help="a run directory written by `xrobust pipeline` "
                        "(spell it --run-dir under torchrun, whose parser takes --run for its own --run-path)")
     which.add_argument("--config", help="the run's config (its directory is output_dir/name)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override of the config, e.g. evaluation.tasks=[xnli]")
-    p.add_argument("--tasks", nargs="+", help="tasks to evaluate (default: the config's evaluation.tasks)")
+                   help="dotted override of the config, e.g. evaluation.batch_size=16")
+    p.add_argument("--tasks", nargs="+", help=tasks_help)
     p.add_argument("--languages", nargs="+", help="languages (default: every language of each task)")
     p.add_argument("--split", choices=("dev", "test"), help="default: the config's evaluation.split")
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", aliases=["evaluate"],
+                       help="zero-shot evaluation of a trained run on every language of its tasks")
+    _add_run_selection(p, tasks_help="tasks to evaluate (default: the config's evaluation.tasks)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_run_eval)
 
@@ -155,15 +160,7 @@ def _add_robustness(sub) -> None:
     DEFAULT_EPS = (0.0, 0.01, 0.05, 0.1, 0.3, 1.0)
     p = sub.add_parser("robustness", help="metric vs eps under embedding noise and embedding-space PGD per "
                                           "language; --crosslingual: the premise x hypothesis language matrix")
-    which = p.add_mutually_exclusive_group(required=True)
-    # --run-dir: under torchrun, whose parser reads a bare --run as an abbreviation of --run-path
-    which.add_argument("--run", "--run-dir", dest="run", help="a run directory written by `xrobust pipeline`")
-    which.add_argument("--config", help="the run's config (its directory is output_dir/name)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override of the config, e.g. evaluation.batch_size=16")
-    p.add_argument("--tasks", nargs="+", help="tasks (default: the config's evaluation.tasks with a head)")
-    p.add_argument("--languages", nargs="+", help="languages (default: every language of each task)")
-    p.add_argument("--split", choices=("dev", "test"), help="default: the config's evaluation.split")
+    _add_run_selection(p, tasks_help="tasks (default: the config's evaluation.tasks with a head)")
     p.add_argument("--max-examples", type=int, help="per language (default: evaluation.max_examples)")
     p.add_argument("--eps", type=float, nargs="+", default=list(DEFAULT_EPS),
                    help=f"perturbation sizes (default: {' '.join(f'{e:g}' for e in DEFAULT_EPS)})")

@@ -19,12 +19,11 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 from xrobust.errors import DataError
+from xrobust.io import atomic_directory
 
 SP_MODEL_NAME = "sentencepiece.bpe.model"
 
@@ -59,11 +58,9 @@ def train_sentencepiece_tokenizer(sentences: Iterable[str], out_dir: str | os.Pa
     )
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Build everything in a temp dir next to out_dir, then move files in: a crash never leaves a
+    # Build everything in a temp dir that replaces out_dir whole: a crash never leaves a
     # half-written tokenizer that AutoTokenizer would load.
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(out_dir) as tmp:
         (tmp / SP_MODEL_NAME).write_bytes(buf.getvalue())
         tokenizer = XLMRobertaTokenizer.from_pretrained(str(tmp))
         if not tokenizer.is_fast or len(tokenizer) <= 5:
@@ -72,11 +69,6 @@ def train_sentencepiece_tokenizer(sentences: Iterable[str], out_dir: str | os.Pa
                 f"(vocabulary has {len(tokenizer)} entries); expected the SentencePiece pieces"
             )
         tokenizer.save_pretrained(str(tmp))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for f in sorted(tmp.iterdir()):
-            os.replace(f, out_dir / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     # Reload from out_dir so the returned object is exactly what later runs will load.
     from transformers import AutoTokenizer
 

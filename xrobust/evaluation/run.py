@@ -18,7 +18,7 @@ from ..io import atomic_write_json, atomic_write_text
 from ..tasks import get_task
 from ..training import distributed as dist
 from . import metrics as M
-from .predict import forward_outputs, predict, score
+from .predict import forward_outputs, gold, predict, score
 
 OFFICIAL_NAMES = {"bucc": "bucc2018"}  # the official scorer's task names
 
@@ -165,11 +165,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
             preds = predict(model, spec, examples, features, tokenizer, ev.batch_size)
             metrics = score(spec, examples, preds, lang)
             if dist.is_main():
-                from .predict import gold
-
-                ordered = [preds[str(i)] for i in examples["id"]] if spec.format == "span_qa" else preds
-                _write_predictions(root / "predictions", spec, lang, split,
-                                   dict(zip(map(str, examples["id"]), ordered)) if spec.format == "span_qa" else preds)
+                _write_predictions(root / "predictions", spec, lang, split, preds)
                 _write_gold(root / "labels", spec, lang, split, gold(spec, examples))
         if metrics is not None:
             scores.setdefault(official_name(spec.name), {})[lang] = metrics

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from xrobust.errors import DataError
-from xrobust.io import atomic_write_bytes, atomic_write_json
+from xrobust.io import atomic_directory, atomic_write_json
 
 
 def _load_corpus(path: Path, tokenizer, max_length: int) -> list[list[int]]:
@@ -147,21 +144,14 @@ def _pretrain(world: dict, out_dir, *, steps: int, batch_size: int, lr: float, s
     if unexpected or any(not k.startswith("pooler.") for k in missing):
         raise DataError(f"pretrain_mlm: encoder weights do not match the config: missing={missing} unexpected={unexpected}")
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(out_dir) as tmp:  # complete or absent: `xrobust demo` reuses it when present
         base.save_pretrained(str(tmp))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for f in sorted(tmp.iterdir()):
-            os.replace(f, out_dir / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    for f in sorted(tok_dir.iterdir()):
-        if f.is_file():
-            atomic_write_bytes(out_dir / f.name, f.read_bytes())
-    atomic_write_json(out_dir / "pretrain_log.json", {
-        "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "seconds": round(seconds, 2),
-        "cpu_seconds": round(cpu_seconds, 2), "threads": torch.get_num_threads(),
-        "final_loss": losses[-1]["loss"], "losses": losses, "corpus_rows": len(data),
-    })
+        for f in sorted(tok_dir.iterdir()):
+            if f.is_file():
+                (tmp / f.name).write_bytes(f.read_bytes())
+        atomic_write_json(tmp / "pretrain_log.json", {
+            "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "seconds": round(seconds, 2),
+            "cpu_seconds": round(cpu_seconds, 2), "threads": torch.get_num_threads(),
+            "final_loss": losses[-1]["loss"], "losses": losses, "corpus_rows": len(data),
+        })
     return out_dir

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import math
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import CheckpointError
-from ..io import append_jsonl
+from ..io import append_jsonl, atomic_directory, atomic_write_json
 from ..modeling import XRobustModel, head_spec_for, save_heads
 from . import checkpoint, distributed as dist
 from .data import PhaseData
@@ -21,6 +20,13 @@ from .engine import ZeroInitContext, build_engine, consolidated_state_dict, grad
 from .signals import FLAG, Preempted, mark_preempted
 
 MODEL_DIR = "model"  # the selected (best on English dev, else last) encoder + heads, HF format
+COMPLETE = "phase_complete.json"  # written last: a resumed pipeline skips a finished phase
+
+
+def finished(run_dir: Path) -> dict | None:
+    """The completion record of a finished phase run ({"total_steps", "best"}), else None."""
+    path = Path(run_dir) / COMPLETE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _build_strategy(adv_cfg, model):
@@ -73,8 +79,6 @@ class Trainer:
             self.data.load_state_dict(state["data"])
             if dist.is_main():
                 print(f"resumed from {ckpt_root / tag} at step {state['step']}", flush=True)
-        elif resume and (self.run_dir / MODEL_DIR / "heads.json").is_file():
-            return self.run_dir / MODEL_DIR  # this phase already finished
         flag = FLAG.install()
         bar = tqdm(total=self.total_steps, initial=state["step"], desc=f"{self.phase_key}",
                    disable=not dist.is_main(), dynamic_ncols=True)
@@ -114,6 +118,9 @@ class Trainer:
             bar.close()
         if state["best"] is None:  # no dev data: keep the last weights
             self._export(self.run_dir / MODEL_DIR)
+        if dist.is_main():
+            atomic_write_json(self.run_dir / COMPLETE, {"total_steps": self.total_steps, "best": state["best"]})
+        dist.barrier()
         self._zero_ctx.close()
         return self.run_dir / MODEL_DIR
 
@@ -173,20 +180,12 @@ class Trainer:
         """Consolidate ZeRO-3 shards and write encoder (HF) + heads + tokenizer, atomically replacing out_dir."""
         state = consolidated_state_dict(self.engine)
         if dist.is_main():
-            tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
             enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
             heads = {k[len("heads."):]: v for k, v in state.items() if k.startswith("heads.")}
-            self.engine.module.encoder.save_pretrained(tmp, state_dict=enc, safe_serialization=True)
-            save_heads(self.engine.module, tmp, heads)
-            self.tokenizer.save_pretrained(tmp)
-            if out_dir.exists():
-                old = out_dir.with_name(f".{out_dir.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                out_dir.rename(old)
-                tmp.rename(out_dir)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(out_dir)
+            with atomic_directory(out_dir) as tmp:
+                self.engine.module.encoder.save_pretrained(tmp, state_dict=enc, safe_serialization=True)
+                save_heads(self.engine.module, tmp, heads)
+                self.tokenizer.save_pretrained(tmp)
         dist.barrier()
 
 
