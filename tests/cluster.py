@@ -57,6 +57,17 @@ def _node_resources() -> tuple[int, int]:
         raise ClusterUnavailable(f"`slurmd -C` gave no {exc}: {res.stdout!r} {res.stderr!r}")
 
 
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 class SlurmCluster:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -88,6 +99,7 @@ class SlurmCluster:
     def write_conf(self) -> None:
         cpus, mem = _node_resources()
         self.cpus = cpus
+        self.ports = _free_ports(2)  # several test clusters (parallel checkouts) may run at once
         for sub in ("state", "spool", "log", "run"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         r = self.root
@@ -115,8 +127,8 @@ SlurmctldPidFile={r}/run/slurmctld.pid
 SlurmdPidFile={r}/run/slurmd.pid
 SlurmctldLogFile={r}/log/slurmctld.log
 SlurmdLogFile={r}/log/slurmd.log
-SlurmctldPort=16817
-SlurmdPort=16818
+SlurmctldPort={self.ports[0]}
+SlurmdPort={self.ports[1]}
 SlurmctldTimeout=10
 SlurmdTimeout=10
 MessageTimeout=10
