@@ -197,9 +197,10 @@ class SlurmCluster:
         cpus, mem = _node_resources()
         self.cpus = cpus
         # several test clusters (parallel sessions) may run at once: free ports, and a first job id
-        # of its own, since a job's MASTER_PORT is derived from its id
+        # of its own, since the templates derive MASTER_PORT from it (20000 + id % 20000: kept below
+        # the ephemeral ports, 32768 and up)
         self.ports = _free_ports(1 + len(self.nodes))
-        first_job_id = random.SystemRandom().randrange(1, 19_000)
+        first_job_id = random.SystemRandom().randrange(1, 12_000)
         for sub in ("state", "spool", "log", "run"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         for node in self.nodes:  # job scripts are executed from there

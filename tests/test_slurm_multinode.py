@@ -58,8 +58,8 @@ def run_job(cluster, script: Path, env: dict, out: Path, timeout: float = 600) -
 
 
 def job_log(text: str) -> list[str]:
-    """The job script's own lines of a job output."""
-    return [line for line in text.splitlines() if line.startswith("[xrobust ")]
+    """The job script's own lines of a job output, and the preemption and resume lines."""
+    return [line for line in text.splitlines() if line.startswith(("[xrobust ", "preempted:", "resumed from"))]
 
 
 def read_probes(probes: Path, job: str, restart: int = 0) -> list[dict]:
@@ -109,7 +109,12 @@ def test_two_nodes_one_rank_each_equal_one_node_two_ranks(launcher, e2e_world, m
     assert "nodes=n1 n2" in text and "cpus_per_task=2" in text and "socket_ifname=lo" in text
     assert_ranks_ran_on(cluster, read_probes(tmp_path / "probes", job), job, ["n1", "n2"])
     root = tmp_path / "runs" / launcher
-    assert_same_training(root, reference_run)
+    train, evals = assert_same_training(root, reference_run)
+    ref_train, ref_evals = read_metrics(reference_run.root / "intermediate" / "metrics.jsonl")
+    diffs = [abs(a["loss"] - b["loss"]) for a, b in zip(train, ref_train)]
+    print(f"RESULT {launcher} 2x1 vs deepspeed 1x2: {len(train)} steps, losses bitwise equal at "
+          f"{sum(d == 0 for d in diffs)}, max |diff| {max(diffs):.2e}, dev scores "
+          f"{'equal' if evals[-1]['eval'] == ref_evals[-1]['eval'] else 'within 1e-6'}; job {seconds:.1f} s")
     assert json.loads((root / "environment.json").read_text())["world_size"] == 2
     (run,) = wandb_runs(root, f"xr-{job}")
     assert run["complete"]
