@@ -212,9 +212,12 @@ class SlurmCluster:
             node_lines = "".join(f"NodeName={n} NodeAddr={self.node_addr(n)} Port={p} CPUs={cpus} RealMemory={mem} "
                                  "State=UNKNOWN\n" for n, p in zip(self.nodes, self.ports[1:]))
             per_node = "-%n"
+            # ranks bound to their CPUs, as on most clusters: a step that lacks --cpus-per-task shows
+            task_plugin = "task/affinity"
         else:
             node_lines = f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem} State=UNKNOWN\n"
             per_node = ""
+            task_plugin = "task/none"
         self.conf.write_text(
             f"""ClusterName=xrtest
 SlurmctldHost={socket.gethostname().split(".")[0]}(127.0.0.1)
@@ -225,7 +228,7 @@ CredType=cred/munge
 AuthInfo=socket={self.munge.socket},cred_expire={CRED_EXPIRE_S}
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
-TaskPlugin={"task/affinity" if self.multinode else "task/none"}
+TaskPlugin={task_plugin}
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
