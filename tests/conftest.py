@@ -11,18 +11,35 @@ sys.path.insert(0, str(Path(__file__).parent))
 from e2e_world import e2e_world, reference_run  # noqa: E402,F401  (session fixtures of the end-to-end tests)
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory):
-    """A running single-node Slurm cluster (real munged/slurmctld/slurmd); skips without root."""
+def _running_cluster(root, **kw):
     from cluster import ClusterUnavailable, SlurmCluster
 
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster = SlurmCluster(root, **kw)
     try:
         cluster.start()
     except ClusterUnavailable as exc:
-        print(f"slurm_cluster unavailable: {exc}")
+        print(f"Slurm cluster {kw or ''} unavailable: {exc}")
         pytest.skip(f"no Slurm cluster: {exc}")
-    print(f"slurm_cluster: apt {cluster.apt_seconds:.1f} s, started in {cluster.start_seconds:.1f} s")
+    print(f"Slurm cluster {', '.join(cluster.nodes)}: apt {cluster.apt_seconds:.1f} s, "
+          f"started in {cluster.start_seconds:.1f} s")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A running single-node Slurm cluster (real munged/slurmctld/slurmd); skips without root."""
+    cluster = _running_cluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def multinode_cluster(tmp_path_factory):
+    """A running Slurm cluster of 3 nodes n1-n3 on this machine, each with its own host name and a
+    node-local TMPDIR (tests/cluster.py); skips, saying why, without root or namespaces."""
+    cluster = _running_cluster(tmp_path_factory.mktemp("slurm_nodes"), nodes=3)
     try:
         yield cluster
     finally:

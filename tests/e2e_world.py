@@ -137,8 +137,7 @@ def e2e_world(tmp_path_factory) -> E2EWorld:
 # -- Slurm jobs of the real training loop ------------------------------------------------------------
 
 def job_env(world: E2EWorld, cluster) -> dict:
-    """The submission environment (sbatch exports it to the job). TMPDIR keeps the job folders
-    (/tmp/xrobust-job-<id>: entry file, preemption marker) apart from other clusters' job 1, 2, ..."""
+    """The submission environment (sbatch exports it to the job), with a TMPDIR of this world."""
     tmp = world.root / "jobtmp"
     tmp.mkdir(exist_ok=True)
     return world.env(SLURM_CONF=str(cluster.conf), TMPDIR=str(tmp))

@@ -58,6 +58,28 @@ def test_render_errors_and_output(tmp_path):
     assert res.returncode == 2 and "sbatch not found" in res.stderr
 
 
+@pytest.mark.parametrize("launcher,expected", [
+    ("srun", "srun --ntasks=4 --ntasks-per-node=2 --cpus-per-task=3 "),
+    ("torchrun", "srun --ntasks=2 --ntasks-per-node=1 --cpus-per-task=6 "),  # one torchrun per node: 2 ranks x 3
+    ("deepspeed", "--launcher_args --kill-on-bad-exit=1 --ntasks-per-node=2 --cpus-per-task=3\n"),
+])
+def test_multinode_command_gives_srun_steps_the_cpus_per_task(launcher, expected, tmp_path):
+    """srun >= 22.05 does not inherit --cpus-per-task from the job: every launcher's step gets it."""
+    script = f"""source {xslurm.template_dir() / 'env.sh'}
+LAUNCHER={launcher} PYTHON=python PROCS_PER_NODE=2 XR_CPUS=3 XR_HOSTS=(n1 n2) XR_NNODES=2 XR_JOB_DIR={tmp_path}
+XR_ENTRY_PY={tmp_path}/entry.py MASTER_ADDR=n1 MASTER_PORT=20001 SLURM_JOB_ID=1
+xr_command train --config c.yaml
+echo "${{XR_CMD[*]}}"
+cat {tmp_path}/hostfile 2>/dev/null || true
+"""
+    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert expected in res.stdout.replace(" --master_addr", "\n--master_addr"), res.stdout
+    assert f"{tmp_path}/entry.py train --config c.yaml" in res.stdout
+    if launcher == "deepspeed":
+        assert res.stdout.endswith("n1 slots=2\nn2 slots=2\n"), res.stdout
+
+
 def test_env_helpers(monkeypatch):
     assert _parse_nodelist("gpu[01-02,7],cpu5") == ["gpu01", "gpu02", "gpu7", "cpu5"]
     assert hostfile_from_nodelist("n[1-2]", slots=4) == "n1 slots=4\nn2 slots=4\n"

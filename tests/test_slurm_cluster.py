@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,3 +61,23 @@ sleep 600 & wait $!
     assert slurm_cluster.job_field(job, "Restarts") == "1"
     print(f"requeue round trip {elapsed:.1f} s")
     assert elapsed < 60  # short cred_expire: a requeued job waits seconds, not ~2 minutes
+
+
+def test_clusters_of_concurrent_sessions_do_not_share_daemons(slurm_cluster, tmp_path):
+    """A second cluster (as another test session on this machine would start) gets its own munged,
+    ports and job ids, and stopping it leaves the first one working."""
+    from cluster import SlurmCluster
+
+    other = SlurmCluster(tmp_path / "other").start()
+    try:
+        assert other.munge.socket != slurm_cluster.munge.socket
+        assert set(other.ports).isdisjoint(slurm_cluster.ports)
+        munged = {int(c.munge.pidfile.read_text()) for c in (slurm_cluster, other)}
+        assert len(munged) == 2
+        for cluster in (slurm_cluster, other):
+            res = cluster.run(["srun", "-n1", "bash", "-c", "echo $SLURM_JOB_ID"], timeout=60)
+            assert res.stdout.strip().isdigit()
+    finally:
+        other.stop()
+    os.kill(int(slurm_cluster.munge.pidfile.read_text()), 0)  # still running
+    assert slurm_cluster.run(["srun", "-n1", "true"], timeout=60).returncode == 0
