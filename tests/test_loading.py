@@ -168,30 +168,6 @@ def test_bitext_hub_layout(tmp_path, cache):
     assert ds.column_names == ["id", "text"] and ds["text"] == ["Hola"]
 
 
-def test_hub_path_end_to_end_with_fake_hub(monkeypatch, cache):
-    """The hub route (calls, adapters, ANLI+ concatenation, unique ids) with load_dataset
-    replaced by in-memory rows in each dataset's hub layout."""
-    calls = []
-    nli = {"premise": ["p"], "hypothesis": ["h"], "label": [1]}
-
-    def fake_load_dataset(path, name=None, split=None, cache_dir=None):
-        calls.append((path, name, split))
-        if path == "facebook/anli":
-            return datasets.Dataset.from_dict({**nli, "uid": ["same-uid"], "reason": [""]})
-        if path == "nyu-mll/glue":
-            return datasets.Dataset.from_dict({**nli, "idx": [0]})
-        return datasets.Dataset.from_dict({"premise": ["p", "q"], "hypothesis": ["h", "r"],
-                                           "label": [2, -1]})
-
-    monkeypatch.setattr(loading.datasets, "load_dataset", fake_load_dataset)
-    ds = load_examples("anli_plus", "train", cache_dir=cache)
-    assert calls == [("facebook/anli", None, "train_r1"), ("facebook/anli", None, "train_r2"),
-                     ("facebook/anli", None, "train_r3"), ("nyu-mll/glue", "mnli", "train"),
-                     ("stanfordnlp/snli", "plain_text", "train")]
-    assert len(ds) == 5 and ds["label"] == [1, 1, 1, 1, 2]
-    assert len(set(ds["id"])) == 5 and ds["id"][0] == "anli_train_r1:same-uid"
-
-
 # ---------------------------------------------------------------------------------------------
 # hub arguments and offline behaviour
 # ---------------------------------------------------------------------------------------------
