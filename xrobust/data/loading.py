@@ -259,6 +259,15 @@ def hub_load_args(spec: TaskSpec | str, split: str, lang: str = "en",
             for h in spec.sources[split]]
 
 
+def with_labels(spec: TaskSpec, **where: Any) -> TaskSpec:
+    """`spec` with its label set filled in: an open label set (CCG) is read from the training
+    split (`where`: source, root, cache_dir, xtreme_dir as for load_examples), so heads and
+    featurizers see the real number of labels."""
+    if not spec.open_labels:
+        return spec
+    return replace(spec, labels=task_labels(spec, **where))
+
+
 def task_labels(spec: TaskSpec | str, *, source: Any = None, root: Any = None,
                 cache_dir: Any = None, xtreme_dir: Any = None) -> tuple[str, ...]:
     """The label set: fixed in the registry, or (CCG) the sorted tags of the training split."""

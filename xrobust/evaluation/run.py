@@ -128,6 +128,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
     root = Path(root)
     ev = cfg.evaluation
     split = split or ev.split
+    languages = languages or ev.languages  # evaluation.languages: None = every language
     models = models if models is not None else _models(root)
     tasks = tasks or ev.tasks or list(cfg.phases[list(cfg.phases)[-1]].tasks)
     last = models.get(f"phase:{list(cfg.phases)[-1]}") or next(v for k, v in models.items() if k.startswith("phase:"))

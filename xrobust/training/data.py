@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.loading import load_examples
+from ..data.loading import load_examples, with_labels
 from ..data.stats import data_report, log_report
 from ..errors import DataError
 from ..tasks import get_task
@@ -75,7 +75,8 @@ class PhaseData:
         self.tokenizer = tokenizer
         by_head: dict = {}
         for name in phase.tasks:  # tasks sharing a head (XQuAD, MLQA) share its training data too
-            spec = get_task(name)
+            spec = with_labels(get_task(name), source=_source(cfg, name), root=cfg.data.root,
+                               xtreme_dir=cfg.data.xtreme_dir)  # CCG: its tag set, read from the data
             by_head.setdefault(spec.head or spec.name, spec)
         self.specs = list(by_head.values())
         self.tasks = {spec.name: TaskData(cfg, spec, phase, tokenizer, seed + i)
