@@ -34,6 +34,7 @@ from xrobust.tasks.registry import (
     UD_LANGUAGE_NAMES,
     HubSource,
     TaskSpec,
+    all_tasks,
     get_task,
 )
 
@@ -137,19 +138,11 @@ def source_problems(task: str, source: Any) -> list[tuple[str, str]]:
     columns = _get(source, "columns")
     if columns and not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
         out.append((f"{key}.columns", f"expected canonical field -> file column names, got {columns!r}"))
-    if (_get(source, "target_path") or _get(source, "gold_path")) and task in _REGISTRY_NAMES():
-        from xrobust.tasks import get_task
-
-        if get_task(task).format != "retrieval":
-            out.append((f"{key}.target_path", f"target_path and gold_path are for retrieval tasks; "
-                                              f"{task} is {get_task(task).format}"))
+    fmt_of_task = {t.name: t.format for t in all_tasks()}.get(task)
+    if (_get(source, "target_path") or _get(source, "gold_path")) and fmt_of_task not in (None, "retrieval"):
+        out.append((f"{key}.target_path", f"target_path and gold_path are for retrieval tasks; "
+                                          f"{task} is {fmt_of_task}"))
     return out
-
-
-def _REGISTRY_NAMES() -> set[str]:
-    from xrobust.tasks import all_tasks
-
-    return {t.name for t in all_tasks()}
 
 
 def resolve_source(source: Any, task: str = "?") -> LocalSource | None:
