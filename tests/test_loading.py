@@ -454,3 +454,30 @@ def test_unknown_extension_and_format(tmp_path, cache):
                       cache_dir=cache)
     with pytest.raises(DataError, match=r"data.sources.sst2.format: 'xml' is not one of"):
         load_examples("sst2", "train", source={"path": "x", "format": "xml"}, cache_dir=cache)
+
+
+def test_qa_answers_off_by_a_few_characters_are_moved_back(tmp_path, cache, capfd):
+    from xrobust.data import stats
+    from xrobust.data.loading import MAX_ANSWER_SHIFT, align_answers
+
+    ctx = "Paris is in France. France is big."
+    path = write_jsonl(tmp_path / "qa.jsonl", [
+        {"id": "ok", "question": "q", "context": ctx, "answers": {"text": ["France"], "answer_start": [12]}},
+        {"id": "shift", "question": "q", "context": ctx, "answers": {"text": ["France"], "answer_start": [14]}},
+        {"id": "far", "question": "q", "context": ctx, "answers": {"text": ["big"], "answer_start": [2]}}])
+    ds = load_examples("squad", "train", source={"path": str(path)}, cache_dir=cache)
+    assert [a["answer_start"] for a in ds["answers"]] == [[12], [12], [2]]  # nearest occurrence; far kept
+    assert stats._LOADS[("squad", "train", "en")] == {"realigned": 1, "unaligned": 1}
+    assert "squad train en: 1 answer(s) moved back onto their text" in capfd.readouterr().err
+    # the window is the limit: an occurrence further away than MAX_ANSWER_SHIFT is not taken
+    far = {"text": ["x"], "answer_start": [0]}
+    assert align_answers(["." * (MAX_ANSWER_SHIFT + 1) + "x"], [far]) == ([far], 0, 1)
+    assert align_answers(["." * MAX_ANSWER_SHIFT + "x"], [far])[0][0]["answer_start"] == [MAX_ANSWER_SHIFT]
+
+
+def test_percentiles_are_nearest_rank():
+    from xrobust.data.stats import percentiles
+
+    assert percentiles(list(range(1, 101))) == {"p50": 50, "p90": 90, "p99": 99, "max": 100}
+    assert percentiles([7]) == {"p50": 7, "p90": 7, "p99": 7, "max": 7}
+    assert percentiles([]) == {"p50": 0, "p90": 0, "p99": 0, "max": 0}

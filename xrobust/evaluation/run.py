@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..data.stats import data_report, log_report
 from ..errors import ConfigError, XRobustError
 from ..io import atomic_write_json, atomic_write_text
-from ..data.stats import data_report, log_report
 from ..tasks import get_task
 from ..training import distributed as dist
 from . import metrics as M
