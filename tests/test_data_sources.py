@@ -44,7 +44,7 @@ def files(tmp_path):
         (d / f"de-en.{split}.en").write_text("en-5\thouse\nen-6\thello\n")
     (d / "gold.dev.tsv").write_text("de-1\ten-6\nde-2\ten-5\n")
     (d / "gold-test-de.tsv").write_text("de-2\ten-5\n")
-    (d / "de.conllu").write_text("# sent_id = 1\n1\tHaus\t_\tNOUN\t_\t_\t_\t_\t_\t_\n2\t.\t_\tPUNCT\t_\t_\t_\t_\t_\t_\n\n")
+    (d / "de.conllu").write_text("# sent_id = 1\n1\tHaus\t_\tNOUN" + "\t_" * 6 + "\n2\t.\t_\tPUNCT" + "\t_" * 6 + "\n\n")
     (d / "xquad.de.json").write_text(json.dumps({"data": [{"paragraphs": [{"context": "Paris ist schön.", "qas": [
         {"id": "x1", "question": "Was?", "answers": [{"text": "Paris", "answer_start": 0}]}]}]}]}))
     (d / "tatoeba.deu-eng.deu").write_text("Hallo\nHaus\n")

@@ -8,7 +8,6 @@ import json
 import datasets
 import pytest
 
-from xrobust.data import loading
 from xrobust.data.loading import hub_load_args, load_bitext, load_examples, task_labels
 from xrobust.errors import DataError
 from xrobust.tasks import get_task
@@ -481,3 +480,15 @@ def test_percentiles_are_nearest_rank():
     assert percentiles(list(range(1, 101))) == {"p50": 50, "p90": 90, "p99": 99, "max": 100}
     assert percentiles([7]) == {"p50": 7, "p90": 7, "p99": 7, "max": 7}
     assert percentiles([]) == {"p50": 0, "p90": 0, "p99": 0, "max": 0}
+
+
+def test_canonical_parquet_classlabels_map_by_name(tmp_path, cache):
+    # a file in canonical layout whose label column is a ClassLabel in another order than ours
+    names = ["contradiction", "neutral", "entailment"]
+    feats = datasets.Features({"text_a": datasets.Value("string"), "text_b": datasets.Value("string"),
+                               "label": datasets.ClassLabel(names=names)})
+    datasets.Dataset.from_dict({"text_a": ["a", "b", "c"], "text_b": ["x", "y", "z"], "label": [0, 1, 2]},
+                               features=feats).to_parquet(str(tmp_path / "m.parquet"))
+    ds = load_examples("mnli", "train", source={"path": str(tmp_path / "m.parquet")}, cache_dir=cache)
+    labels = get_task("mnli").labels
+    assert [labels[k] for k in ds["label"]] == names

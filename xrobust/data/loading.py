@@ -555,6 +555,22 @@ def _canonical_columns(ds: datasets.Dataset, spec: TaskSpec, columns: dict[str, 
                         f"{', '.join(ds.column_names)}; map names with columns: {{...}})")
     if "row" not in ds.column_names:
         ds = ds.add_column("row", list(range(len(ds))))
+    return _class_names(ds)
+
+
+def _class_names(ds: datasets.Dataset) -> datasets.Dataset:
+    """ClassLabel `label` / `tags` columns (e.g. Parquet files saved from the hub) as their class
+    names, so they map by name like every other label, whatever order the file's ClassLabel has."""
+    from xrobust.tasks.adapters import class_label_names, label_name
+
+    names = {c: n for c, n in class_label_names(ds).items() if c in ("label", "tags")}
+    if not names:
+        return ds
+    for column, classes in names.items():
+        values = ds[column]
+        as_names = ([[label_name(v, classes) for v in seq] for seq in values] if column == "tags"
+                    else [label_name(v, classes) for v in values])
+        ds = ds.remove_columns(column).add_column(column, as_names)
     return ds
 
 

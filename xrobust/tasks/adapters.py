@@ -56,7 +56,7 @@ OUTPUT_FEATURES = {
 }
 
 
-def _names(value: Any, names: list[str] | None) -> str | None:
+def label_name(value: Any, names: list[str] | None) -> str | None:
     """A raw label as a string: a ClassLabel integer as its class name; anything else (a name, a
     digit string, or -1 = no gold label) as written. None stays None."""
     if value is None:
@@ -79,7 +79,7 @@ def _pair(a: str, b: str | None, label: str, id_col: str | None):
             "id": _ids(batch, id_col, rows, ctx),
             "text_a": batch[a],
             "text_b": batch[b] if b else [None] * len(rows),
-            "label": [_names(v, names) for v in batch[label]],
+            "label": [label_name(v, names) for v in batch[label]],
         }
     return convert
 
@@ -98,14 +98,14 @@ def _hellaswag(batch: Batch, rows: list[int], ctx: Context) -> Batch:
     # `ctx` is ctx_a + ctx_b; every ending continues it. Test labels are "" (hidden).
     return {"id": _ids(batch, "ind", rows, ctx), "prompt": batch["ctx"],
             "choices": [list(e) for e in batch["endings"]],
-            "label": [_names(v, None) for v in batch["label"]]}
+            "label": [label_name(v, None) for v in batch["label"]]}
 
 
 def _cosmos_qa(batch: Batch, rows: list[int], ctx: Context) -> Batch:
     prompts = [f"{c} {q}" for c, q in zip(batch["context"], batch["question"])]
     choices = [list(c) for c in zip(*(batch[f"answer{i}"] for i in range(4)))]
     return {"id": _ids(batch, "id", rows, ctx), "prompt": prompts, "choices": choices,
-            "label": [_names(v, None) for v in batch["label"]]}
+            "label": [label_name(v, None) for v in batch["label"]]}
 
 
 def _commonsense_qa(batch: Batch, rows: list[int], ctx: Context) -> Batch:
@@ -122,7 +122,7 @@ def _tagging(tag_col: str):
     def convert(batch: Batch, rows: list[int], ctx: Context) -> Batch:
         names = ctx.class_names.get(tag_col)
         return {"id": _ids(batch, None, rows, ctx), "tokens": [list(t) for t in batch["tokens"]],
-                "tags": [[_names(v, names) for v in seq] for seq in batch[tag_col]]}
+                "tags": [[label_name(v, names) for v in seq] for seq in batch[tag_col]]}
     return convert
 
 
@@ -166,7 +166,8 @@ ADAPTERS: dict[str, Adapter] = {a.name: a for a in [
             _pair("question1", "question2", "label", "idx"), _keep_labeled,
             "question1/question2 -> text_a/text_b; label 0-1; id = idx"),
     Adapter("glue_sst2", "classification", ("sentence", "label"),
-            _pair("sentence", None, "label", "idx"), _keep_labeled, "sentence -> text_a (text_b None); label 0-1; id = idx"),
+            _pair("sentence", None, "label", "idx"), _keep_labeled,
+            "sentence -> text_a (text_b None); label 0-1; id = idx"),
     Adapter("anli", "classification", ("premise", "hypothesis", "label"),
             _pair("premise", "hypothesis", "label", "uid"), _keep_labeled,
             "premise/hypothesis -> text_a/text_b; label 0-2; id = uid"),
