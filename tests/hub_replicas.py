@@ -22,8 +22,7 @@ Where each schema comes from (read, never copied):
 - stanfordnlp/snli `plain_text/<split>-00000-of-00001.parquet`, tau/commonsense_qa
   `data/<split>-00000-of-00001.parquet`, and allenai/cosmos_qa: main (commit 28d9d5e2) holds only
   cosmos_qa.py; the Parquet export ref `refs/convert/parquet` (commit ed50fe83) holds
-  `default/<split>/0000.parquet`: a public listing of pinned hub sources (found through the code
-  search index, file id 70517073106).
+  `default/<split>/0000.parquet`: a public script that pins these hub files by commit and path.
 NOT verified (no hub access from here), marked where used: the file names inside nyu-mll/glue,
 facebook/anli, rajpurkar/squad and Rowan/hellaswag (the converter's usual `<config>/<split>-00000-of-
 00001.parquet` is assumed; loading goes through the card's data_files, so the name does not change
@@ -318,7 +317,8 @@ def _cosmos_qa(store: HubStore) -> None:
     # the Parquet export: no card, one folder per config and split (refs/convert/parquet)
     _parquet_repo(store, "allenai/cosmos_qa", {"default": (feats, splits)}, layout="{config}/{split}/0000.parquet",
                   card=False, refs=("refs/convert/parquet",), sha=COSMOS_QA_PARQUET, note="")
-    # main: the loading script alone (datasets >= 4 refuses to run it)
+    # main: the loading script alone (datasets >= 4 refuses to run it). Not verified: the card's
+    # exact text; its features are the script's
     card = ("---\ndataset_info:\n  features:\n" + "".join(f"  - name: {k}\n    dtype: {v.dtype}\n"
                                                          for k, v in feats.items()) + "---\n# Cosmos QA\n")
     store.commit("allenai/cosmos_qa", {
