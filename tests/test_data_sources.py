@@ -124,3 +124,12 @@ def test_data_stats_cli_on_a_config(files, tmp_path, tokenizer_dir, capsys):
     assert by[("sst2", "en")]["examples"] == 2 and by[("sst2", "en")]["truncated"] >= 1  # max_length 8
     assert by[("bucc", "de")]["examples"] == 3 and by[("bucc", "de:en")]["examples"] == 2
     assert by[("sst2", "en")]["max"] <= 8
+
+
+def test_data_stats_skips_a_split_the_task_lacks(tokenizer_dir, capsys, hub):
+    assert main(["data", "stats", "--tokenizer", str(tokenizer_dir), "--tasks", "tatoeba", "sst2",
+                 "--split", "dev", "--json"]) == 0
+    out = capsys.readouterr()
+    rows = json.loads(out.out)
+    assert [r["task"] for r in rows] == ["sst2"] and rows[0]["examples"] == 4
+    assert "task tatoeba has no dev split (it has test); skipped" in out.err

@@ -45,7 +45,7 @@ def run_stats(args) -> int:
     from xrobust.config import load_config
     from xrobust.data.featurize import featurize
     from xrobust.data.loading import load_bitext, load_examples
-    from xrobust.data.stats import data_report
+    from xrobust.data.stats import data_report, log
     from xrobust.tasks import get_task
 
     if args.overrides and not args.config:
@@ -66,6 +66,9 @@ def run_stats(args) -> int:
                            max_query_length=phase.max_query_length if phase else spec.max_query_length)
         source = cfg.data.sources.get(spec.name) if cfg else None
         splits = [args.split] if args.split else list(spec.splits())
+        if args.split and args.split not in spec.splits() and not getattr(source, "path", None):
+            log(f"task {spec.name} has no {args.split} split (it has {', '.join(spec.splits())}); skipped")
+            splits = []
         for split in splits:
             langs = [lang for lang in spec.split_languages(split) if not args.languages or lang in args.languages]
             for lang in langs:
