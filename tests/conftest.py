@@ -8,7 +8,23 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+import hub_server  # noqa: E402
+
+# Every test session talks to a local replica hub (tests/hub_server.py), never to the real one;
+# this must happen before anything imports datasets or huggingface_hub.
+REPLICA_HUB = hub_server.install()
+
 from e2e_world import e2e_world, reference_run  # noqa: E402,F401  (session fixtures of the end-to-end tests)
+
+
+@pytest.fixture(scope="session")
+def hub():
+    """The replica hub with every dataset the registry loads by default (tests/hub_replicas.py)."""
+    from hub_replicas import build_replicas
+
+    if "google/xtreme" not in REPLICA_HUB.store.repos:
+        build_replicas(REPLICA_HUB.store)
+    return REPLICA_HUB
 
 
 def _running_cluster(root, **kw):

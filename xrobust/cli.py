@@ -12,6 +12,7 @@ from .errors import XRobustError
 # module path -> each exposes add_parsers(subparsers); a handler is set with set_defaults(func=...)
 COMMAND_MODULES = [
     "xrobust.commands.tasks",
+    "xrobust.commands.data",
     "xrobust.commands.train",
     "xrobust.commands.demo",
     "xrobust.commands.evaluate",

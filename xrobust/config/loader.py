@@ -209,14 +209,15 @@ def validate(cfg: ExperimentConfig, source: str) -> None:
         except ConfigError as exc:
             fail(f"evaluation.tasks[{i}]", str(exc))
     _check_choice(cfg.tracking.mode, "tracking.mode", "tracking.mode", source)
+    from ..data.loading import source_problems
+
     for task, src in cfg.data.sources.items():
         try:
             get_task(task)
         except ConfigError as exc:
             fail(f"data.sources.{task}", str(exc))
-        if not src.path:
-            fail(f"data.sources.{task}.path", "missing required value: a file path template")
-        _check_choice(src.format, "source.format", f"data.sources.{task}.format", source)
+        for key, problem in source_problems(task, src):
+            fail(key, problem)
 
 
 def config_from_dict(data: dict, source: str = "<config>") -> ExperimentConfig:

@@ -6,7 +6,7 @@ A run is fully described by its resolved config (saved as config.yaml in every r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 
 @dataclass
@@ -76,9 +76,19 @@ class EvaluationConfig:
 
 @dataclass
 class SourceConfig:
-    path: str = ""  # template with {split} and {lang}
-    format: Optional[str] = None  # json | jsonl | parquet | tsv | csv | conll | conllu
-    columns: dict[str, str] = field(default_factory=dict)
+    """data.sources.<task>: local files instead of the hub (docs/TASKS.md), or a hub revision.
+    Checked by xrobust.data.loading.source_problems."""
+
+    # file template ({split}, {lang}, {task}, {root}), or a mapping split -> template
+    path: Any = None
+    format: Optional[str] = None  # json | jsonl | parquet | tsv | csv | conll | conllu | squad | text
+    columns: dict[str, str] = field(default_factory=dict)  # canonical field -> file column
+    adapter: Optional[str] = None  # read a hub layout: "hub" (the task's adapter) or an adapter name
+    header: bool = True  # csv/tsv: the first row names the columns (else "0", "1", ...)
+    field: Optional[str] = None  # json: the records are under this top-level key
+    target_path: Any = None  # retrieval: the English side (template or split -> template)
+    gold_path: Any = None  # retrieval: "src_id<TAB>tgt_id" gold pairs (template or split -> template)
+    revision: Optional[str] = None  # no path: load the hub source at this commit, branch or ref
 
 
 @dataclass
@@ -86,6 +96,8 @@ class DataConfig:
     root: Optional[str] = None  # local root for the demo tasks
     cache_dir: str = "~/.cache/xrobust/features"
     sources: dict[str, SourceConfig] = field(default_factory=dict)
+    # the download/ folder of XTREME's scripts/download_data.sh: every split it holds is read from it
+    xtreme_dir: Optional[str] = None
 
 
 @dataclass
@@ -123,5 +135,4 @@ CHOICES = {
     "evaluation.split": ("dev", "test"),
     "evaluation.pooling": ("mean", "cls"),
     "tracking.mode": ("online", "offline", "disabled"),
-    "source.format": (None, "json", "jsonl", "parquet", "tsv", "csv", "conll", "conllu"),
 }

@@ -101,9 +101,10 @@ def read_conllu(path: str | Path) -> list[dict]:
     return sentences
 
 
-def conll_dataset(path: str | Path, fmt: str = "conll") -> datasets.Dataset:
+def conll_dataset(path: str | Path, fmt: str = "conll", *, strip_lang_prefix: bool = True
+                  ) -> datasets.Dataset:
     """A `datasets.Dataset` with tokens, tags (strings) and line (first line of the sentence)."""
-    rows = read_conllu(path) if fmt == "conllu" else read_conll(path)
+    rows = read_conllu(path) if fmt == "conllu" else read_conll(path, strip_lang_prefix=strip_lang_prefix)
     if not rows:
         raise DataError(f"{path}: no sentences found (expected {fmt} lines separated by blanks)")
     features = datasets.Features({

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..data.stats import data_report, log_report
 from ..errors import ConfigError, XRobustError
 from ..io import atomic_write_json, atomic_write_text
 from ..tasks import get_task
@@ -81,7 +82,8 @@ def _retrieval_scores(cfg, spec, model, tokenizer, split, lang, ev, out: Path):
                                             pooling=ev.pooling))
 
     def load(s):
-        return load_bitext(spec, s, lang, source=cfg.data.sources.get(spec.name), root=cfg.data.root)
+        return load_bitext(spec, s, lang, source=cfg.data.sources.get(spec.name), root=cfg.data.root,
+                           xtreme_dir=cfg.data.xtreme_dir)
 
     bitext = load(split)
     src, tgt = embed(bitext.source), embed(bitext.target)
@@ -126,6 +128,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
     root = Path(root)
     ev = cfg.evaluation
     split = split or ev.split
+    languages = languages or ev.languages  # evaluation.languages: None = every language
     models = models if models is not None else _models(root)
     tasks = tasks or ev.tasks or list(cfg.phases[list(cfg.phases)[-1]].tasks)
     last = models.get(f"phase:{list(cfg.phases)[-1]}") or next(v for k, v in models.items() if k.startswith("phase:"))
@@ -162,6 +165,8 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
             if ev.max_examples:
                 examples = examples.select(range(min(len(examples), ev.max_examples)))
             features = featurize_cached(cfg, spec, examples, tokenizer, _phase_for(cfg, spec.name), train=False)
+            extra.setdefault("data", {}).setdefault(official_name(spec.name), {})[lang] = log_report(
+                spec.name, split, lang, data_report(spec, split, lang, examples, features, train=False))
             preds = predict(model, spec, examples, features, tokenizer, ev.batch_size)
             metrics = score(spec, examples, preds, lang)
             if dist.is_main():

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.loading import load_examples
+from ..data.loading import load_examples, with_labels
+from ..data.stats import data_report, log_report
 from ..errors import DataError
 from ..tasks import get_task
 
@@ -23,7 +24,8 @@ def _source(cfg, task_name):
 
 def load_split(cfg, spec, split: str, lang: str):
     """Canonical examples of one task, split and language (config overrides applied)."""
-    return load_examples(spec, split, lang, source=_source(cfg, spec.name), root=cfg.data.root)
+    return load_examples(spec, split, lang, source=_source(cfg, spec.name), root=cfg.data.root,
+                         xtreme_dir=cfg.data.xtreme_dir)
 
 
 def featurize_cached(cfg, spec, examples, tokenizer, phase, *, train: bool):
@@ -48,6 +50,8 @@ class TaskData:
 
             examples = augment_examples(examples, train_spec, adv.neighbours, adv.copies, seed)
         self.features = featurize_cached(cfg, spec, examples, tokenizer, phase, train=True)
+        self.report = log_report(spec.name, "train", "en",
+                                 data_report(train_spec, "train", "en", examples, self.features, train=True))
         if len(self.features) < phase.batch_size:
             raise DataError(f"task '{spec.name}': {len(self.features)} training features, fewer than one batch "
                             f"(phases.*.batch_size = {phase.batch_size})")
@@ -71,11 +75,13 @@ class PhaseData:
         self.tokenizer = tokenizer
         by_head: dict = {}
         for name in phase.tasks:  # tasks sharing a head (XQuAD, MLQA) share its training data too
-            spec = get_task(name)
+            spec = with_labels(get_task(name), source=_source(cfg, name), root=cfg.data.root,
+                               xtreme_dir=cfg.data.xtreme_dir)  # CCG: its tag set, read from the data
             by_head.setdefault(spec.head or spec.name, spec)
         self.specs = list(by_head.values())
         self.tasks = {spec.name: TaskData(cfg, spec, phase, tokenizer, seed + i)
                       for i, spec in enumerate(self.specs)}
+        self.reports = {name: t.report for name, t in self.tasks.items()}  # what each task trains on
         self.collators = {name: Collator(tokenizer, head=t.spec.head or t.spec.name) for name, t in self.tasks.items()}
         sizes = {name: len(t.features) for name, t in self.tasks.items()}
         self.sampler = MultiTaskSampler(sizes, phase.sampler, temperature=phase.temperature, cap=phase.cap,

@@ -14,6 +14,7 @@ from ..errors import CheckpointError
 from ..io import append_jsonl, atomic_directory, atomic_write_json
 from ..modeling import XRobustModel, head_spec_for, save_heads
 from . import checkpoint, distributed as dist
+from ..data.stats import write_phase_report
 from .data import PhaseData
 from .engine import ZeroInitContext, build_engine, consolidated_state_dict, gradient_accumulation, load_encoder, \
     resolve_ds_config, resolve_dtype
@@ -48,6 +49,7 @@ class Trainer:
         self.gas = gradient_accumulation(phase, self.world, phase_key)
         self.dtype = resolve_dtype(cfg.model.dtype)
         self.data = PhaseData(cfg, phase, tokenizer, seed=cfg.seed)
+        write_phase_report(self.run_dir, self.data.reports, tracker, prefix=f"{phase_key}/")
         self.total_steps = phase.max_steps or max(1, math.ceil(phase.epochs * self.data.batches_per_epoch()))
 
     # -- construction -------------------------------------------------------------------------------
