@@ -49,6 +49,11 @@ def _quiet_libraries() -> None:
 def _say(line: str, *, every_rank: bool = False) -> None:
     """Rank 0 speaks for all (every rank meets the same bad input); a rank's own failure is told by
     that rank."""
+    if "tqdm" in sys.modules:  # progress bars cut short by the failure: close them first, the error comes last
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
     rank = os.environ.get("RANK", "0")
     if rank == "0":
         print(line, file=sys.stderr, flush=True)
@@ -58,7 +63,7 @@ def _say(line: str, *, every_rank: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The one boundary: every failure ends as `error: ...` on stderr and a non-zero exit code."""
-    from .training.signals import PREEMPTED_EXIT_CODE, Preempted
+    from .training.signals import FLAG, PREEMPTED_EXIT_CODE, Preempted
 
     _quiet_libraries()
     errors.set_log_dir(None)  # until a command opens a run directory
@@ -73,13 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         _say(str(exc))
         return PREEMPTED_EXIT_CODE
     except KeyboardInterrupt:
-        _say("error: interrupted: stopped at once, without writing a checkpoint", every_rank=True)
+        _say("error: interrupted (Ctrl-C): stopped at once, without a checkpoint", every_rank=True)
         return 130
     except Exception as exc:  # not ours (torch, transformers, pyarrow, a bug): one line, traceback to a log
         log = errors.write_traceback(exc)
         where = f" (traceback in {log})" if log else ""
         _say(f"error: {errors.describe(exc)}{where}", every_rank=True)
         return 2
+    finally:
+        FLAG.uninstall()  # the command is over (matters when main is called in-process, as tests do)
 
 
 if __name__ == "__main__":

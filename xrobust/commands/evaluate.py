@@ -128,6 +128,9 @@ def load_run_config(args):
 
 
 def _run_eval(args) -> int:
+    from xrobust.training.signals import FLAG
+
+    FLAG.install()  # a signal from here on stops the evaluation cleanly (before its next batch)
     from xrobust.evaluation.report import xtreme_markdown
     from xrobust.evaluation.run import evaluate_run
     from xrobust.training import distributed as dist

@@ -57,6 +57,9 @@ def featurize_cached(cfg, spec, examples, tokenizer, phase, *, train: bool, spli
         return cached_featurize(examples, spec, tokenizer, Path(cfg.data.cache_dir).expanduser(),
                                 max_length=task_max_length(spec, phase), doc_stride=phase.doc_stride,
                                 max_query_length=phase.max_query_length, train=train)
+    except UnicodeDecodeError as exc:  # pyarrow keeps invalid bytes in string columns until they are read
+        raise DataError(f"{origin(cfg, spec, split or '?', lang or '?')}: not valid UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start} of a value: {exc.object[max(0, exc.start - 20):exc.end + 20]!r})") from exc
     except (TypeError, ValueError) as exc:  # the tokenizer met something that is not text
         bad = _first_empty_text(spec, examples)
         if bad is None:

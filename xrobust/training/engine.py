@@ -89,7 +89,9 @@ class ZeroInitContext:
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
-def load_encoder(path: str, dtype: torch.dtype, dropout: float | None, *, random_init: bool = False):
+def load_encoder(path: str, dtype: torch.dtype, dropout: float | None, *, random_init: bool = False,
+                 missing_hint: str = "set model.random_init: true to build an encoder with random weights from "
+                                     "its config.json on purpose"):
     """An HF encoder from a local directory or a hub id. A directory without weights is an error
     unless random_init asks for an encoder with random (caller-seeded) weights from its config."""
     from transformers import AutoConfig, AutoModel
@@ -108,8 +110,7 @@ def load_encoder(path: str, dtype: torch.dtype, dropout: float | None, *, random
         if random_init:
             return AutoModel.from_config(config, dtype=dtype, add_pooling_layer=False)
         raise CheckpointError(f"{path}: no encoder weights (none of {', '.join(WEIGHT_FILES)}); a model directory "
-                              "without weights is never used as a random initialisation (set model.random_init: "
-                              "true to build one on purpose from its config.json)")
+                              f"without weights is never used as a random initialisation ({missing_hint})")
     try:
         return AutoModel.from_pretrained(path, config=config, dtype=dtype, add_pooling_layer=False)
     except (OSError, ValueError, RuntimeError) as exc:  # a truncated or foreign weights file

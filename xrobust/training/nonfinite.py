@@ -61,7 +61,7 @@ class NonFiniteMonitor:
             self._fail(record, f"{self.consecutive} consecutive non-finite steps "
                                f"(phases.{self.key}.nonfinite.max_consecutive = {budget.max_consecutive})")
         if budget.max_fraction < 1 and self.nonfinite > budget.max_fraction * self.total_steps:
-            self._fail(record, f"{self.nonfinite} non-finite steps of {self.total_steps}, more than "
+            self._fail(record, f"{self.nonfinite} non-finite step(s) of {self.total_steps}, more than "
                                f"phases.{self.key}.nonfinite.max_fraction = {budget.max_fraction:g}")
 
     def check_complete(self, best: dict | None) -> None:
@@ -91,20 +91,25 @@ class NonFiniteMonitor:
         p, adv = self.phase, self.phase.adversarial
         key = f"phases.{self.key}"
         first = self.first or {}
-        clean_ok = _finite(first.get("clean_loss", first.get("loss")))
-        if adv.method != "none" and first.get("adv_active") and clean_ok and not _finite(first.get("adv_loss")):
-            return (f"the adversarial perturbation ({key}.adversarial.method = {adv.method}: step_size "
-                    f"{adv.step_size:g}, init_mag {adv.init_mag:g}, max_norm {adv.max_norm:g}"
-                    f"{' (no projection)' if adv.max_norm == 0 else ''}) makes the adversarial loss non-finite "
-                    "while the clean loss is finite; use smaller values")
         if not first:
             return "nothing was learned; check the learning rate, the data and the model"
+        clean_ok = _finite(first.get("clean_loss", first.get("loss")))
+        perturbed = adv.method != "none" and bool(first.get("adv_active"))
+        settings = (f"{key}.adversarial.method = {adv.method}: step_size {adv.step_size:g}, init_mag "
+                    f"{adv.init_mag:g}, max_norm {adv.max_norm:g}{' (no projection)' if adv.max_norm == 0 else ''}")
+        if perturbed and clean_ok and not _finite(first.get("adv_loss")):
+            return (f"the adversarial perturbation ({settings}) makes the adversarial loss non-finite while the "
+                    "clean loss is finite; use smaller values")
         if first.get("finite_before", 0) == 0 and not clean_ok:
+            if perturbed:
+                return (f"the loss was non-finite from the first step, with the adversarial perturbation active "
+                        f"({settings}): most likely it is too large (adversarial.start_step > 0 shows the plain "
+                        "loss first); otherwise the model's weights (model.name_or_path), model.dtype or the inputs")
             return ("the loss is non-finite before any update: check the model's weights "
                     "(model.name_or_path), model.dtype (fp16 overflows easily) and the inputs")
         clip = f"{key}.max_grad_norm = {p.max_grad_norm:g}" + (" (no clipping)" if p.max_grad_norm == 0 else "")
         cause = (f"the updates diverged: the learning rate is too high ({key}.lr = {p.lr:g}, warmup_ratio "
                  f"{p.warmup_ratio:g}) or gradients are not clipped enough ({clip})")
         if adv.method != "none":
-            cause += f", or the adversarial perturbation is too large ({key}.adversarial.method = {adv.method})"
+            cause += f", or the adversarial perturbation is too large ({settings})"
         return cause

@@ -29,6 +29,8 @@ class PreemptionFlag:
     def install(self) -> "PreemptionFlag":
         """Idempotent. Installed by the CLI before the slow imports: a signal that arrives while
         deepspeed loads must not kill the rank."""
+        if not self._previous:
+            self.received = None  # nothing was caught while no handler was installed
         for sig in self.SIGNALS:
             if sig not in self._previous:
                 self._previous[sig] = signal.signal(sig, self._handler)

@@ -59,8 +59,10 @@ class Trainer:
         self._zero_ctx = ZeroInitContext(ds_config)
         torch.manual_seed(self.cfg.seed)  # heads start identical on every rank and in every world size
         # random weights only for the configured model, and only when the config asks for them
-        random_ok = self.cfg.model.random_init and self.init_encoder == self.cfg.model.name_or_path
-        encoder = load_encoder(self.init_encoder, self.dtype, self.cfg.model.dropout, random_init=random_ok)
+        configured = self.init_encoder == self.cfg.model.name_or_path
+        encoder = load_encoder(self.init_encoder, self.dtype, self.cfg.model.dropout,
+                               random_init=self.cfg.model.random_init and configured,
+                               **({} if configured else {"missing_hint": "the phase that exported it is incomplete"}))
         heads = {}
         for spec in self.data.specs:
             heads.setdefault(spec.head, head_spec_for(spec))
@@ -261,7 +263,8 @@ def load_trained(model_dir: Path, dtype=torch.float32) -> XRobustModel:
 
     model_dir = Path(model_dir)
     specs = load_head_specs(model_dir)
-    encoder = load_encoder(str(model_dir), dtype, None)
+    encoder = load_encoder(str(model_dir), dtype, None,
+                           missing_hint="the phase's export is incomplete: train it again or restore its model/")
     model = XRobustModel(encoder, specs, dropout=0.0)
     missing, unexpected = model.heads.load_state_dict(load_heads_state(model_dir), strict=False)
     if missing or unexpected:
