@@ -316,6 +316,17 @@ def test_a_model_without_weights_is_an_error_never_a_random_init(world, finished
     assert xr("train", "--config", cfg, "--phase", "intermediate", "--set", "model.random_init=true") == 0
 
 
+def test_unexpected_failure_in_a_run_leaves_its_traceback_in_the_run(finished, tmp_path, capsys):
+    run = copy_run(finished, tmp_path / "damaged")
+    (run / "target" / "model" / "heads.pt").write_bytes(b"not weights")
+    assert xr("eval", "--run", run) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: loading the trained model {run / 'target' / 'model'}: "), err
+    assert f"(traceback in {run / 'logs' / 'error-rank0.log'})" in last and "Traceback" not in err
+    assert "Traceback (most recent call last)" in (run / "logs" / "error-rank0.log").read_text()
+
+
 # -- checkpoints and --resume ------------------------------------------------------------------------------
 
 def test_damaged_checkpoint_falls_back_and_nothing_to_resume_is_said(world, tmp_path, capsys):

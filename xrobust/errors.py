@@ -63,9 +63,10 @@ def context(what: str):
 
 
 def describe(exc: BaseException) -> str:
-    """`<what was being done> (<outer contexts>): <ExceptionType>: <first line of its message>`."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
+    """`<what was being done> (<outer contexts>): <ExceptionType>: <its message, first lines>`."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    first = "; ".join(lines[:3])
+    first = first if len(first) <= 400 else first[:397] + "..."
     kind = type(exc).__name__
     where = list(getattr(exc, "xrobust_context", []))
     head = where[0] if where else "unexpected failure"
