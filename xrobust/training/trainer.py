@@ -118,7 +118,8 @@ class Trainer:
         if resume:
             state = self._resume_state(ckpt_root, metrics_file, fresh_if_nothing_to_resume) or state
         self.monitor = NonFiniteMonitor(self.phase, self.phase_key, self.total_steps, _dynamic_loss_scale(self.engine))
-        self.monitor.load_state_dict(state.get("nonfinite"))
+        # a checkpoint written before steps were counted: its steps count as finite
+        self.monitor.load_state_dict(state.get("nonfinite") or {"finite": state["step"]})
         flag = FLAG.install()
         bar = tqdm(total=self.total_steps, initial=state["step"], desc=f"{self.phase_key}",
                    disable=not dist.is_main(), dynamic_ncols=True)
