@@ -10,10 +10,7 @@ from . import errors
 from .config import dump_yaml, to_dict
 from .errors import ConfigError, XRobustError
 from .training import distributed as dist
-from .training.rundir import MODELS_FILE, check_resumed_config, prepare_run_dir, read_models, write_description, \
-    write_models
-
-__all__ = ["MODELS_FILE", "run", "run_root"]
+from .training.rundir import check_resumed_config, prepare_run_dir, read_models, write_description, write_models
 
 
 def run_root(cfg) -> Path:

@@ -134,7 +134,6 @@ def _run_eval(args) -> int:
     from xrobust.evaluation.report import xtreme_markdown
     from xrobust.evaluation.run import evaluate_run
     from xrobust.training import distributed as dist
-
     from xrobust.training.rundir import locked_run
 
     cfg, run = load_run_config(args)

@@ -43,9 +43,10 @@ def _models(root: Path) -> dict[str, str]:
     return {task: str(p) for task, p in read_models(root).items()}
 
 
-def _stop_on_signal(where: str):
+def _stop_on_signal(where):
     """A forward pre-hook: a signal (Slurm's warning, SIGTERM, Ctrl-C) stops the evaluation before
-    the next batch. Every rank runs the same number of forwards, so the ranks agree per batch."""
+    the next batch. Every rank runs the same number of forwards, so the ranks agree per batch.
+    where() names the task and language being evaluated."""
     from ..training.signals import FLAG, Preempted, mark_preempted
 
     def hook(module, args):
