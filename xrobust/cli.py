@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 
+from . import errors
 from .errors import XRobustError
 
 # module path -> each exposes add_parsers(subparsers); a handler is set with set_defaults(func=...)
@@ -46,15 +47,47 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _say(line: str, *, every_rank: bool = False) -> None:
+    """Rank 0 speaks for all (every rank meets the same bad input); a rank's own failure is told by
+    that rank."""
+    if "tqdm" in sys.modules:  # progress bars cut short by the failure: close them first, the error comes last
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    rank = os.environ.get("RANK", "0")
+    if rank == "0":
+        print(line, file=sys.stderr, flush=True)
+    elif every_rank:
+        print(line.replace("error: ", f"error: (rank {rank}) ", 1), file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The one boundary: every failure ends as `error: ...` on stderr and a non-zero exit code."""
+    from .training.signals import FLAG, PREEMPTED_EXIT_CODE, Preempted
+
     _quiet_libraries()
+    errors.set_log_dir(None)  # until a command opens a run directory
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except XRobustError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return 2
+    except Preempted as exc:
+        _say(str(exc))
+        return PREEMPTED_EXIT_CODE
+    except KeyboardInterrupt:
+        _say("error: interrupted (Ctrl-C): stopped at once, without a checkpoint", every_rank=True)
+        return 130
+    except Exception as exc:  # not ours (torch, transformers, pyarrow, a bug): one line, traceback to a log
+        log = errors.write_traceback(exc)
+        where = f" (traceback in {log})" if log else ""
+        _say(f"error: {errors.describe(exc)}{where}", every_rank=True)
+        return 2
+    finally:
+        FLAG.uninstall()  # the command is over (matters when main is called in-process, as tests do)
 
 
 if __name__ == "__main__":

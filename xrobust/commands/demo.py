@@ -71,6 +71,12 @@ def demo(args) -> int:
     from ..config import load_config
     from ..evaluation.report import load_results, xtreme_markdown
 
+    from ..config.schema import CHOICES
+
+    methods = CHOICES["adversarial.method"]
+    if args.adversarial not in methods:  # before the world is built (tens of seconds)
+        raise XRobustError(f"--adversarial: unknown method {args.adversarial!r}; expected one of {', '.join(methods)}")
+    load_config("demo", list(args.overrides))  # a bad --set, too
     out = Path(args.out)
     name = "demo" if args.adversarial == "none" else f"demo-{args.adversarial}"
     world = prepare_world(out)

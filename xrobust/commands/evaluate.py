@@ -128,24 +128,29 @@ def load_run_config(args):
 
 
 def _run_eval(args) -> int:
+    from xrobust.training.signals import FLAG
+
+    FLAG.install()  # a signal from here on stops the evaluation cleanly (before its next batch)
     from xrobust.evaluation.report import xtreme_markdown
     from xrobust.evaluation.run import evaluate_run
     from xrobust.training import distributed as dist
+    from xrobust.training.rundir import locked_run
 
     cfg, run = load_run_config(args)
     dist.init_distributed()
-    tracker = None
-    if cfg.tracking.mode != "disabled":  # results go to the W&B run the training logged to
-        from xrobust.config import to_dict
-        from xrobust.tracking.wandb_run import Tracker
+    with locked_run(run):
+        tracker = None
+        if cfg.tracking.mode != "disabled":  # results go to the W&B run the training logged to
+            from xrobust.config import to_dict
+            from xrobust.tracking.wandb_run import Tracker
 
-        tracker = Tracker(to_dict(cfg), run, dist.rank(), resume_step=0)
-    try:
-        results = evaluate_run(cfg, run, tasks=args.tasks, languages=args.languages, split=args.split,
-                               tracker=tracker)
-    finally:
-        if tracker:
-            tracker.finish()
+            tracker = Tracker(to_dict(cfg), run, dist.rank(), resume_step=0)
+        try:
+            results = evaluate_run(cfg, run, tasks=args.tasks, languages=args.languages, split=args.split,
+                                   tracker=tracker)
+        finally:
+            if tracker:
+                tracker.finish()
     if dist.is_main():
         print(xtreme_markdown(results, title=f"Zero-shot results: {run}"))
         from xrobust.evaluation.run import results_dir
@@ -182,13 +187,24 @@ def _add_robustness(sub) -> None:
 
 
 def _run_robustness(args) -> int:
-    from xrobust.evaluation.crosslingual import CROSSLINGUAL_TASKS, crosslingual_markdown, evaluate_crosslingual
-    from xrobust.evaluation.robustness import Attack, evaluate_robustness, robustness_markdown
     from xrobust.training import distributed as dist
+    from xrobust.training.rundir import locked_run
 
     cfg, run = load_run_config(args)
     out = Path(args.out) if args.out else run / "robustness"
     dist.init_distributed()
+    with locked_run(run):
+        _robustness(args, cfg, run, out)
+    if dist.is_main():
+        print(f"written: {out}")
+    return 0
+
+
+def _robustness(args, cfg, run: Path, out: Path) -> None:
+    from xrobust.evaluation.crosslingual import CROSSLINGUAL_TASKS, crosslingual_markdown, evaluate_crosslingual
+    from xrobust.evaluation.robustness import Attack, evaluate_robustness, robustness_markdown
+    from xrobust.training import distributed as dist
+
     if not args.crosslingual_only:
         attacks = [Attack(kind, norm=args.norm, noise=args.noise, steps=args.pgd_steps, step_size=args.pgd_step_size,
                           seed=args.seed, backend=args.kernel_backend) for kind in dict.fromkeys(args.attack)]
@@ -205,9 +221,6 @@ def _run_robustness(args) -> int:
                                        max_examples=args.max_examples, out_dir=out)
         if dist.is_main():
             print(crosslingual_markdown(result, title=f"Generalized cross-lingual accuracy: {run}"))
-    if dist.is_main():
-        print(f"written: {out}")
-    return 0
 
 
 SUBCOMMANDS = [_add_score, _add_compare, _add_eval, _add_robustness]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import typing
 from importlib import resources
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, Union
 import yaml
 
 from ..errors import ConfigError
-from .schema import CHOICES, ExperimentConfig
+from .schema import CHOICES, RANGES, ExperimentConfig
 
 PRESET_PACKAGE = "xrobust.config.presets"
 
@@ -70,7 +71,10 @@ def _load_raw(path: Path, seen: tuple = ()) -> dict:
         return data
     if not isinstance(base, str):
         raise ConfigError(f"{path}: key 'base': expected a preset name or a file path, got {base!r}")
-    base_path = (path.parent / base) if (path.parent / base).is_file() else resolve_config_path(base)
+    try:
+        base_path = (path.parent / base) if (path.parent / base).is_file() else resolve_config_path(base)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: key 'base': {exc}") from None
     return _deep_merge(_load_raw(base_path, seen + (path.resolve(),)), data)
 
 
@@ -127,9 +131,11 @@ def _convert(value: Any, tp, where: str, source: str):
         return float(value)
     if tp is float and isinstance(value, str):
         try:  # YAML 1.1 reads 1e-5 (no dot) as a string
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: key '{where}': expected a finite number, got {value}")
     if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
         raise ConfigError(f"{source}: key '{where}': expected {_type_name(tp)}, got {value!r}")
     return value
@@ -156,6 +162,23 @@ def _check_choice(value, key: str, where: str, source: str) -> None:
         raise ConfigError(f"{source}: key '{where}': {value!r} is not one of: {allowed}")
 
 
+def _get(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_range(value, rule: str, where: str, source: str) -> None:
+    """rule: "[lo, hi)" style interval (see schema.RANGES); None (an unset optional) passes."""
+    if value is None:
+        return
+    lo, hi = (float(x) for x in rule[1:-1].split(","))
+    below = value < lo if rule[0] == "[" else value <= lo
+    above = value > hi if rule[-1] == "]" else value >= hi
+    if below or above:
+        raise ConfigError(f"{source}: key '{where}': {value} is out of range; expected a value in {rule}")
+
+
 def validate(cfg: ExperimentConfig, source: str) -> None:
     from ..tasks import get_task
 
@@ -164,6 +187,9 @@ def validate(cfg: ExperimentConfig, source: str) -> None:
 
     if not cfg.name:
         fail("name", "missing required value (the run's name)")
+    for key, rule in RANGES.items():
+        if not key.startswith("phase."):
+            _check_range(_get(cfg, key), rule, key, source)
     _check_choice(cfg.model.dtype, "model.dtype", "model.dtype", source)
     if not cfg.phases:
         fail("phases", "missing required value: at least one training phase")
@@ -179,25 +205,18 @@ def validate(cfg: ExperimentConfig, source: str) -> None:
             if spec.format == "retrieval":
                 fail(f"{p}.tasks[{i}]", f"'{task}' is a retrieval task: it has no training data")
         _check_choice(phase.sampler, "phase.sampler", f"{p}.sampler", source)
-        for key in ("lr", "batch_size", "micro_batch_size", "epochs"):
-            if getattr(phase, key) <= 0:
-                fail(f"{p}.{key}", f"expected a positive value, got {getattr(phase, key)}")
+        for key, rule in RANGES.items():
+            if key.startswith("phase."):
+                sub = key[len("phase."):]
+                _check_range(_get(phase, sub), rule, f"{p}.{sub}", source)
         if phase.batch_size % phase.micro_batch_size:
             fail(f"{p}.batch_size", f"{phase.batch_size} is not a multiple of micro_batch_size {phase.micro_batch_size}")
-        if phase.max_steps is not None and phase.max_steps <= 0:
-            fail(f"{p}.max_steps", f"expected a positive number of optimizer steps, got {phase.max_steps}")
-        if not 0 <= phase.warmup_ratio < 1:
-            fail(f"{p}.warmup_ratio", f"expected a value in [0, 1), got {phase.warmup_ratio}")
         adv = phase.adversarial
         a = f"{p}.adversarial"
         _check_choice(adv.method, "adversarial.method", f"{a}.method", source)
         _check_choice(adv.norm, "adversarial.norm", f"{a}.norm", source)
         _check_choice(adv.noise, "adversarial.noise", f"{a}.noise", source)
         _check_choice(adv.backend, "adversarial.backend", f"{a}.backend", source)
-        if adv.steps < 1:
-            fail(f"{a}.steps", f"expected at least 1, got {adv.steps}")
-        if adv.max_norm < 0 or adv.step_size < 0 or adv.init_mag < 0:
-            fail(a, "step_size, init_mag and max_norm must be >= 0")
         if adv.method == "rs-da" and not adv.neighbours:
             fail(f"{a}.neighbours", "rs-da needs a synonym neighbours file")
     ev = cfg.evaluation
@@ -218,6 +237,12 @@ def validate(cfg: ExperimentConfig, source: str) -> None:
             fail(f"data.sources.{task}", str(exc))
         for key, problem in source_problems(task, src):
             fail(key, problem)
+
+
+def normalize_config(data: dict, source: str) -> dict:
+    """A config mapping with every default filled in (not validated): recorded configs of older
+    runs compare with today's."""
+    return to_dict(_build(ExperimentConfig, data, "", source))
 
 
 def config_from_dict(data: dict, source: str = "<config>") -> ExperimentConfig:

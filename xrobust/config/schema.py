@@ -15,6 +15,8 @@ class ModelConfig:
     tokenizer: Optional[str] = None  # defaults to name_or_path
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
     dropout: Optional[float] = None  # overrides hidden and attention dropout when set
+    random_init: bool = False  # true: build the encoder from name_or_path's config.json with random
+    # (seeded) weights; otherwise a directory without weights is an error
 
 
 @dataclass
@@ -31,6 +33,14 @@ class AdversarialConfig:
     neighbours: Optional[str] = None  # rs-da: synonym neighbours file
     copies: int = 1  # rs-da: augmented copies per example
     backend: str = "auto"  # perturbation kernels: auto | eager | compiled | triton
+
+
+@dataclass
+class NonFiniteConfig:
+    """How many non-finite optimizer steps (a NaN/inf loss or gradient, or a step DeepSpeed skips)
+    a phase tolerates before it stops with an error."""
+    max_consecutive: int = 5  # in a row; 0 = no limit
+    max_fraction: float = 0.05  # of the phase's optimizer steps, in total; 1 = no limit
 
 
 @dataclass
@@ -61,6 +71,7 @@ class PhaseConfig:
     freeze_embeddings: bool = False  # keep the word embeddings fixed: English-only updates would pull
     # English vectors away from their translations
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    nonfinite: NonFiniteConfig = field(default_factory=NonFiniteConfig)
 
 
 @dataclass
@@ -135,4 +146,43 @@ CHOICES = {
     "evaluation.split": ("dev", "test"),
     "evaluation.pooling": ("mean", "cls"),
     "tracking.mode": ("online", "offline", "disabled"),
+}
+
+# Numeric ranges, checked at load after every value was found finite. "(" / ")" exclude the bound,
+# "[" / "]" include it. Keys are dotted paths from the top level; "phase." stands for every phase.
+RANGES = {
+    "seed": "[0, 4294967295]",  # numpy's seed range
+    "model.dropout": "[0, 1)",
+    "phase.lr": "(0, inf)",
+    "phase.weight_decay": "[0, inf)",
+    "phase.adam_eps": "(0, inf)",
+    "phase.warmup_ratio": "[0, 1)",
+    "phase.max_grad_norm": "[0, inf)",  # 0 = no clipping
+    "phase.temperature": "(0, inf)",
+    "phase.cap": "[1, inf)",
+    "phase.batch_size": "[1, inf)",
+    "phase.micro_batch_size": "[1, inf)",
+    "phase.epochs": "(0, inf)",
+    "phase.max_steps": "[1, inf)",
+    "phase.max_length": "[4, inf)",
+    "phase.doc_stride": "[1, inf)",
+    "phase.max_query_length": "[1, inf)",
+    "phase.eval_every": "[0, inf)",
+    "phase.patience": "[0, inf)",
+    "phase.save_every": "[0, inf)",
+    "phase.keep_checkpoints": "[0, inf)",  # 0 = keep every checkpoint
+    "phase.max_dev_examples": "[1, inf)",
+    "phase.nonfinite.max_consecutive": "[0, inf)",
+    "phase.nonfinite.max_fraction": "[0, 1]",
+    "phase.adversarial.steps": "[1, inf)",
+    "phase.adversarial.step_size": "[0, inf)",
+    "phase.adversarial.init_mag": "[0, inf)",
+    "phase.adversarial.max_norm": "[0, inf)",  # 0 = no projection
+    "phase.adversarial.start_step": "[0, inf)",
+    "phase.adversarial.weight": "[0, inf)",
+    "phase.adversarial.copies": "[1, inf)",
+    "evaluation.batch_size": "[1, inf)",
+    "evaluation.layer": "[0, inf)",  # the encoder's depth is checked before training
+    "evaluation.max_examples": "[1, inf)",
+    "tracking.init_timeout": "(0, inf)",
 }

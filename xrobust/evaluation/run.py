@@ -7,14 +7,13 @@ results.json, report.md and heatmap.png.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from ..data.stats import data_report, log_report
-from ..errors import ConfigError, XRobustError
+from ..errors import ConfigError, XRobustError, context
 from ..io import atomic_write_json, atomic_write_text
 from ..tasks import get_task
 from ..training import distributed as dist
@@ -35,11 +34,29 @@ def _phase_for(cfg, task: str):
     return next(iter(cfg.phases.values()))
 
 
-def _models(root: Path) -> dict:
-    path = root / "models.json"
+def _models(root: Path) -> dict[str, str]:
+    """models.json, every path resolved against the run directory (wherever it was moved to)."""
+    from ..training.rundir import MODELS_FILE, read_models
+
+    path = Path(root) / MODELS_FILE
     if not path.is_file():
         raise XRobustError(f"{path}: missing; is {root} a finished training run?")
-    return json.loads(path.read_text())
+    return {task: str(p) for task, p in read_models(root).items()}
+
+
+def _stop_on_signal(where):
+    """A forward pre-hook: a signal (Slurm's warning, SIGTERM, Ctrl-C) stops the evaluation before
+    the next batch. Every rank runs the same number of forwards, so the ranks agree per batch.
+    where() names the task and language being evaluated."""
+    from ..training.signals import FLAG, Preempted, mark_preempted
+
+    def hook(module, args):
+        if dist.any_rank(FLAG.set):
+            if dist.is_main():
+                mark_preempted()
+            raise Preempted(None, None, FLAG.name if FLAG.set else "a signal on another rank",
+                            what=f"the evaluation at {where()} (results.json not updated)")
+    return hook
 
 
 def _write_predictions(folder: Path, spec, lang: str, split: str, predictions, examples=None) -> Path:
@@ -125,11 +142,15 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
     from ..training.trainer import load_trained
     from .report import build_results, write_report
 
+    from ..training.rundir import relative_models
+    from ..training.signals import FLAG
+
+    FLAG.install()
     root = Path(root)
     ev = cfg.evaluation
     split = split or ev.split
     languages = languages or ev.languages  # evaluation.languages: None = every language
-    models = models if models is not None else _models(root)
+    models = {task: str(path) for task, path in (models if models is not None else _models(root)).items()}
     tasks = tasks or ev.tasks or list(cfg.phases[list(cfg.phases)[-1]].tasks)
     last = models.get(f"phase:{list(cfg.phases)[-1]}") or next(v for k, v in models.items() if k.startswith("phase:"))
     device = dist.device()
@@ -140,6 +161,10 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
             raise XRobustError(f"task '{name}' was not trained in {root} (trained: "
                                f"{', '.join(k for k in models if not k.startswith('phase:'))})")
         plan += [(spec, lang) for lang in _languages(spec, split, languages)]
+    if any(spec.format == "retrieval" for spec, _ in plan):
+        from ..pipeline import check_retrieval_layer
+
+        check_retrieval_layer(cfg, last)
     unknown = [lang for lang in languages or [] if all(lang != l for _, l in plan)]
     if unknown:
         raise ConfigError(f"--languages: {', '.join(unknown)} in none of the tasks' {split} sets "
@@ -147,28 +172,37 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
     scores: dict = {}
     extra: dict = {}
     loaded: dict = {}
+    current = {"at": ""}
     bar = tqdm(plan, desc="evaluate", disable=not dist.is_main(), dynamic_ncols=True)
     for spec, lang in bar:
         bar.set_postfix(task=spec.name, lang=lang)
+        current["at"] = f"{spec.name} ({lang})"
         model_dir = last if spec.format == "retrieval" else models[spec.name]
         if model_dir not in loaded:
             loaded.clear()  # one model in memory at a time
-            loaded[model_dir] = (load_trained(Path(model_dir)).to(device),
-                                 AutoTokenizer.from_pretrained(model_dir))
+            with context(f"loading the trained model {model_dir}"):
+                model = load_trained(Path(model_dir)).to(device)
+                model.encoder.register_forward_pre_hook(_stop_on_signal(lambda: current["at"]))
+                loaded[model_dir] = (model, AutoTokenizer.from_pretrained(model_dir))
         model, tokenizer = loaded[model_dir]
         if spec.format == "retrieval":
-            metrics, chosen = _retrieval_scores(cfg, spec, model, tokenizer, split, lang, ev, root)
+            with context(f"evaluating {spec.name} {split} ({lang}) with {model_dir}"):
+                metrics, chosen = _retrieval_scores(cfg, spec, model, tokenizer, split, lang, ev, root)
             for key, value in chosen.items():  # settings that change numbers, saved with the results
                 extra.setdefault(key, {}).update(value)
         else:
-            examples = load_split(cfg, spec, split, lang)
+            with context(f"loading {spec.name} {split} ({lang})"):
+                examples = load_split(cfg, spec, split, lang)
             if ev.max_examples:
                 examples = examples.select(range(min(len(examples), ev.max_examples)))
-            features = featurize_cached(cfg, spec, examples, tokenizer, _phase_for(cfg, spec.name), train=False)
+            with context(f"featurizing {spec.name} {split} ({lang})"):
+                features = featurize_cached(cfg, spec, examples, tokenizer, _phase_for(cfg, spec.name), train=False,
+                                            split=split, lang=lang)
             extra.setdefault("data", {}).setdefault(official_name(spec.name), {})[lang] = log_report(
                 spec.name, split, lang, data_report(spec, split, lang, examples, features, train=False))
-            preds = predict(model, spec, examples, features, tokenizer, ev.batch_size)
-            metrics = score(spec, examples, preds, lang)
+            with context(f"evaluating {spec.name} {split} ({lang}) with {model_dir}"):
+                preds = predict(model, spec, examples, features, tokenizer, ev.batch_size)
+                metrics = score(spec, examples, preds, lang)
             if dist.is_main():
                 _write_predictions(root / "predictions", spec, lang, split, preds)
                 _write_gold(root / "labels", spec, lang, split, gold(spec, examples))
@@ -176,7 +210,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
             scores.setdefault(official_name(spec.name), {})[lang] = metrics
     bar.close()
     settings = {"split": split, "retrieval_layer": ev.layer, "retrieval_pooling": ev.pooling,
-                "max_examples": ev.max_examples, "models": models, **extra}
+                "max_examples": ev.max_examples, "models": relative_models(root, models), **extra}
     out = results_dir(root, split)
     previous = out / "results.json"
     if previous.is_file():  # evaluating more tasks or languages adds to what is there

@@ -19,6 +19,9 @@ def _free_port() -> int:
 def init_distributed() -> None:
     """Join the process group the launcher set up; a plain `python` run becomes a 1-rank group."""
     if dist.is_initialized():
+        if dist.get_world_size() == 1:  # joined earlier in this process (tests call the CLI in-process)
+            for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+                os.environ.setdefault(key, value)  # DeepSpeed reads them again
         return
     import deepspeed
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from . import distributed as dist
 
 DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
@@ -86,25 +86,36 @@ class ZeroInitContext:
             self._hf = None
 
 
-def load_encoder(path: str, dtype: torch.dtype, dropout: float | None):
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def load_encoder(path: str, dtype: torch.dtype, dropout: float | None, *, random_init: bool = False,
+                 missing_hint: str = "set model.random_init: true to build an encoder with random weights from "
+                                     "its config.json on purpose"):
+    """An HF encoder from a local directory or a hub id. A directory without weights is an error
+    unless random_init asks for an encoder with random (caller-seeded) weights from its config."""
     from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the phase's own bar shows progress
     try:
         config = AutoConfig.from_pretrained(path)
-    except OSError as exc:
-        raise ConfigError(f"model '{path}': cannot load its config ({str(exc).splitlines()[0]}); "
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model '{path}': cannot load its config ({str(exc).strip().splitlines()[0]}); "
                           "give a local HF directory or a cached hub id") from None
     if dropout is not None:
         config.hidden_dropout_prob = dropout
         config.attention_probs_dropout_prob = dropout
-    has_weights = any((Path(path) / f).exists() for f in ("model.safetensors", "pytorch_model.bin",
-                                                          "model.safetensors.index.json"))
-    if Path(path).is_dir() and not has_weights:
-        # a config-only directory (the embedded demo, benchmarks): random weights, seeded by the caller
-        return AutoModel.from_config(config, dtype=dtype, add_pooling_layer=False)
-    return AutoModel.from_pretrained(path, config=config, dtype=dtype, add_pooling_layer=False)
+    if Path(path).is_dir() and not any((Path(path) / f).exists() for f in WEIGHT_FILES):
+        if random_init:
+            return AutoModel.from_config(config, dtype=dtype, add_pooling_layer=False)
+        raise CheckpointError(f"{path}: no encoder weights (none of {', '.join(WEIGHT_FILES)}); a model directory "
+                              f"without weights is never used as a random initialisation ({missing_hint})")
+    try:
+        return AutoModel.from_pretrained(path, config=config, dtype=dtype, add_pooling_layer=False)
+    except (OSError, ValueError, RuntimeError) as exc:  # a truncated or foreign weights file
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: cannot load the encoder weights ({type(exc).__name__}: {first})") from None
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
