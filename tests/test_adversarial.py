@@ -16,6 +16,7 @@ from adv_common import FORMATS, make_batch, tiny_model  # noqa: E402
 from xrobust.adversarial import build_strategy, symmetric_kl  # noqa: E402
 from xrobust.config.schema import AdversarialConfig  # noqa: E402
 from xrobust.errors import ConfigError  # noqa: E402
+from xrobust.kernels.builds import build_deepspeed_comm_ops  # noqa: E402
 
 METHODS = ("none", "fgm", "pgd", "freelb", "smart", "r3f", "rs-rp", "rs-da")
 GRAD_METHODS = ("fgm", "pgd", "freelb", "smart")
@@ -42,6 +43,7 @@ def dist():
                  "LOCAL_RANK": "0", "DS_ACCELERATOR": "cpu"}.items():
         os.environ.setdefault(k, v)
     if not torch.distributed.is_initialized():
+        build_deepspeed_comm_ops()  # a killed earlier build must not hang this one
         deepspeed.init_distributed(dist_backend="gloo")
     yield
 

@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from adv_common import FORMATS, make_batch, tiny_model  # noqa: E402
+from xrobust.kernels.builds import build_deepspeed_comm_ops  # noqa: E402
 
 STEPS, GAS, WORLD = 3, 2, 2
 LR, WD, CLIP = 1e-3, 0.01, 1.0
@@ -285,6 +286,7 @@ def main():
     args = ap.parse_args()
     import deepspeed
 
+    build_deepspeed_comm_ops()  # a killed earlier build must not hang this one
     deepspeed.init_distributed(dist_backend="gloo")
     rank = torch.distributed.get_rank()
     assert torch.distributed.get_world_size() == WORLD

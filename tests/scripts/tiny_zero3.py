@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from xrobust.launch.env import PREEMPTED_EXIT_CODE, distributed_env_from_slurm
+from xrobust.kernels.builds import build_deepspeed_comm_ops
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--local_rank", type=int, default=None)
@@ -37,6 +38,7 @@ import deepspeed  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 
+build_deepspeed_comm_ops()  # a killed earlier build must not hang this one
 deepspeed.init_distributed(dist_backend="gloo", verbose=False)
 rank, world = dist.get_rank(), dist.get_world_size()
 torch.manual_seed(0)

@@ -69,6 +69,7 @@ def _worker(args) -> int:
 
     from xrobust.adversarial import build_strategy
     from xrobust.config.schema import AdversarialConfig
+    from xrobust.kernels.builds import build_deepspeed_comm_ops
     from xrobust.modeling.model import HeadSpec, XRobustModel
 
     counts = {"n": 0}
@@ -82,6 +83,7 @@ def _worker(args) -> int:
     for name in COLLECTIVES:  # before init: DeepSpeed's comm backend captures some of these
         if hasattr(dist, name):
             setattr(dist, name, wrap(getattr(dist, name)))
+    build_deepspeed_comm_ops()  # a killed earlier build must not hang this one
     deepspeed.init_distributed(dist_backend="gloo")
     rank = dist.get_rank()
     cfg, source = _model_config()
