@@ -43,6 +43,19 @@ def _f(x) -> float:
     return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
 
 
+@contextlib.contextmanager
+def _frozen(module: torch.nn.Module):
+    """Parameters of `module` do not require grad inside the block (restored after)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 class Strategy:
     """Plain training: exactly `out = engine(**batch); engine.backward(out.loss)`."""
 
@@ -143,9 +156,14 @@ class _Perturbed(Strategy):
         return new
 
     def _input_grad(self, engine, batch, delta, objective):
-        """Gradient of objective(output) w.r.t. delta, through engine.module (no parameter grads)."""
+        """Gradient of objective(output) w.r.t. delta, through engine.module (no parameter grads).
+
+        The forward runs with the parameters' requires_grad off, so the graph has no weight
+        edges and the backward computes input gradients only: ZeRO-3 replaces F.linear by a
+        custom autograd function that otherwise computes (and drops) every weight gradient,
+        which made an ascent pass cost a full training pass."""
         d = delta.detach().requires_grad_(True)
-        with self.injector.active(d):
+        with self.injector.active(d), _frozen(engine.module):
             out = engine.module(**batch)
             value = objective(out)
         (g,) = torch.autograd.grad(value, d)
