@@ -14,31 +14,30 @@ here from the papers' formulas, and checks
 - the per-micro-batch statistics (losses, delta norm, delta-gradient norm in loss units);
 - the final parameters, relative to the size of the update they made.
 
-Why these tolerances hold on any x86 CPU and thread count (the verdict must not depend on the
-BLAS kernels' summation order, which differs between Intel and AMD builds and with OMP threads):
-- fp32 gradients carry a rounding error of a few ulp of the sums they are made of: ~1e-7 relative
-  to the gradient's scale. A tensor's error is measured against its own norm, floored at
-  GRAD_FLOOR x the global gradient norm: tensors whose exact gradient is ~0 (the span and
-  multiple-choice output bias, whose gradient is a shift-invariant sum; embedding rows of unseen
-  positions) carry pure rounding noise at the scale of the other gradients' terms, and a relative
-  error on them would measure nothing but noise. A wrong scale (1/GAS, 1/K, a missing term) on
-  any tensor holding more than ~1e-5 of the gradient still fails by orders of magnitude.
-- Plain SGD is linear in the gradient: the parameter error is lr x the accumulated gradient error
-  (plus its propagation through 3 steps of lr 0.1), so comparing it to the update size is as well
-  conditioned as the gradients. Adam is not (it divides by sqrt(v): coordinates with a near-zero
-  gradient turn rounding noise into +-lr updates), so it is not used to compare.
-- Statistics (losses, perturbation norms, delta-gradient norms) are compared relative to their
-  value, with the same rounding allowance, floored at STAT_FLOOR in loss units: a KL of two nearly
-  equal predictions is a difference of log-probabilities of size ~1, so its rounding error is
-  absolute (~1e-7), whatever its value.
+Why the verdict does not depend on the CPU or the thread count (BLAS kernels sum in different
+orders on Intel and AMD builds and with 1 or 2 OpenMP threads, so fp32 results differ in their
+rounding): every quantity is compared with the exact value, an fp64 replay of the reference
+(random draws in fp32, cast), with the allowance
 
-Every allowance above is max(TOL x the quantity's scale, ROUNDING x the fp32 reference's own
-error against an fp64 replay of the same computation). The second term covers quantities that
-are sums with heavy cancellation, whose fp32 error is far above 1e-5 relative on any CPU
-(measured: the multiple-choice step of plain training has bias and token-type gradients whose
-fp32 value is 1e-4 away from the exact one, eager or DeepSpeed alike); ROUNDING = 10 because two
-fp32 computations of the same sum in different orders have errors of the same size (measured:
-DeepSpeed's error is at most 1.2x the eager one, across methods and 1 or 2 threads).
+    max(TOL x its scale, ROUNDING x |fp32 reference - fp64 replay|)
+
+- The first term is the tight relative test for well-conditioned quantities (fp32 rounding is
+  ~1e-7 of them). Scales: a gradient tensor's own norm, floored at GRAD_FLOOR x the global
+  gradient norm (tensors whose exact gradient is ~0, such as the span and multiple-choice output
+  bias, hold only rounding noise); a statistic's own value, floored at STAT_FLOOR in loss units
+  (a KL of two nearly equal predictions is a difference of log-probabilities of size ~1, so its
+  rounding error is absolute); for the final parameters, the update they made (plain SGD is
+  linear in the gradient, so the parameter error is lr x the gradient error; Adam is not used:
+  it divides by sqrt(v) and turns rounding noise on near-zero gradients into +-lr updates).
+- The second term is the rounding error this very computation has in fp32, measured. Some
+  gradients are sums with heavy cancellation (measured: in the multiple-choice step of plain
+  training, bias and token-type gradients are 1e-4 away from the exact value in fp32, eager and
+  DeepSpeed alike), and the final parameters carry their own fp32 ulp, which is larger than
+  1e-5 of a small update. Two fp32 computations of the same sums in different orders have errors
+  of the same size: measured, DeepSpeed's error is at most 1.2x the eager one across methods and
+  on 1 and 2 threads, hence ROUNDING = 10.
+A wrong scale (1/GAS, 1/K, a missing term, a different ascent objective) fails by orders of
+magnitude on tensors that carry a real gradient.
 """
 
 from __future__ import annotations
