@@ -215,6 +215,8 @@ def test_warm_up_trains_plainly_before_start_step():
     (dict(method="fgm", norm="l1"), "norm"),
     (dict(method="rs-da"), "neighbours"),
     (dict(method="freelb", max_norm=-1.0), "max_norm"),
+    (dict(method="smart", ascent_divergence="js"), "ascent_divergence"),
+    (dict(method="freelb", reuse_dropout_masks="yes"), "reuse_dropout_masks"),
 ])
 def test_bad_settings_raise_config_error(bad, key):
     with pytest.raises(ConfigError, match=key):
