@@ -96,6 +96,28 @@ def test_every_method_every_format(method, fmt):
     strategy.close()
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_idle_heads_get_a_zero_gradient_under_every_method(method):
+    """The idle-head contract (every objective is built from training logits, which carry a zero
+    term over the other heads): every head the micro-step does not use gets a gradient, exactly 0.
+    tests/test_adversarial_zero3.py checks what this buys under ZeRO-3 (idle heads do not move)."""
+    model = tiny_model()
+    engine = make_engine(model)
+    strategy = build_strategy(cfg_for(method), model)
+    for fmt in FORMATS:
+        model.zero_grad(set_to_none=True)  # a gradient below comes from this micro-step
+        strategy.step(engine, make_batch(fmt, 7))
+        used = {"classification": "cls", "multiple_choice": "mc", "span_qa": "qa", "tagging": "tag"}[fmt]
+        for name, p in model.named_parameters():
+            if name.startswith("heads.") and not name.startswith(f"heads.{used}."):
+                assert p.grad is not None, f"{method}/{fmt}: {name} got no gradient"
+                assert torch.count_nonzero(p.grad) == 0, f"{method}/{fmt}: {name} got a nonzero gradient"
+            elif name.startswith(f"heads.{used}.") and name.endswith("weight"):
+                assert p.grad is not None and torch.count_nonzero(p.grad) > 0, f"{method}/{fmt}: {name}"
+        engine.step()
+    strategy.close()
+
+
 def test_none_is_bit_identical_to_plain_training():
     a, b = tiny_model(), tiny_model()
     ea, eb = make_engine(a, gas=2), make_engine(b, gas=2)
@@ -195,6 +217,8 @@ def test_warm_up_trains_plainly_before_start_step():
     (dict(method="fgm", norm="l1"), "norm"),
     (dict(method="rs-da"), "neighbours"),
     (dict(method="freelb", max_norm=-1.0), "max_norm"),
+    (dict(method="smart", ascent_divergence="js"), "ascent_divergence"),
+    (dict(method="freelb", reuse_dropout_masks="yes"), "reuse_dropout_masks"),
 ])
 def test_bad_settings_raise_config_error(bad, key):
     with pytest.raises(ConfigError, match=key):

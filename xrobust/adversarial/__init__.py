@@ -3,10 +3,10 @@
 See docs/ADVERSARIAL.md.
 """
 
-from .divergence import symmetric_kl
+from .divergence import divergence, symmetric_kl
 from .strategies import METHODS, Strategy, build_strategy, validate_adversarial
 
-__all__ = ["METHODS", "Strategy", "build_strategy", "validate_adversarial", "symmetric_kl",
+__all__ = ["METHODS", "Strategy", "build_strategy", "validate_adversarial", "symmetric_kl", "divergence",
            "augment_examples", "read_neighbours", "write_demo_neighbours"]
 
 

@@ -33,6 +33,8 @@ class AdversarialConfig:
     neighbours: Optional[str] = None  # rs-da: synonym neighbours file
     copies: int = 1  # rs-da: augmented copies per example
     backend: str = "auto"  # perturbation kernels: auto | eager | compiled | triton
+    ascent_divergence: str = "symmetric"  # smart ascent objective: symmetric | one_sided | stable_kl
+    reuse_dropout_masks: bool = True  # freelb: the same dropout masks in all K passes (reference code)
 
 
 @dataclass
@@ -142,6 +144,7 @@ CHOICES = {
     "adversarial.norm": ("l2", "linf"),
     "adversarial.noise": ("uniform", "normal"),
     "adversarial.backend": ("auto", "eager", "compiled", "triton"),
+    "adversarial.ascent_divergence": ("symmetric", "one_sided", "stable_kl"),
     "phase.sampler": ("uniform", "proportional", "capped_proportional", "temperature"),
     "evaluation.split": ("dev", "test"),
     "evaluation.pooling": ("mean", "cls"),
