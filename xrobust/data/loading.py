@@ -68,7 +68,8 @@ _FEATURES = {
 }
 # Text every example needs: a string field holds non-blank text, a list field (choices, tokens) is
 # non-empty with no missing item (a blank word is fed as <unk>, as XTREME does). Missing or blank
-# text is almost always a shifted column or a wrong `columns` mapping, and cannot be tokenized.
+# text gives the model nothing to read and almost always means a shifted column or a wrong
+# `columns` mapping.
 _TEXT_FIELDS = {
     "classification": ("text_a", "text_b"),  # text_b for pair tasks only
     "multiple_choice": ("prompt", "choices"),
@@ -664,19 +665,25 @@ def _check_utf8(ds: datasets.Dataset, origin: str) -> None:
     for name in ds.column_names:
         try:
             for chunk in ds.data.column(name).chunks:
-                chunk.validate(full=True)
+                chunk.validate(full=True)  # checks UTF-8 in C, nested lists included
         except pa.ArrowInvalid:
-            column = ds.select_columns([name])
-            for start in range(0, len(ds), 1000):
-                try:
-                    column[start:start + 1000]
-                except UnicodeDecodeError:
-                    for i in range(start, min(start + 1000, len(ds))):
-                        try:
-                            column[i]
-                        except UnicodeDecodeError as exc:
-                            raise DataError(f"{_where(ds, i, origin)}: {name} is not valid UTF-8 "
-                                            f"({exc.reason}); expected UTF-8 text") from None
+            _name_undecodable(ds, name, origin)
+
+
+def _name_undecodable(ds: datasets.Dataset, name: str, origin: str, block: int = 1000) -> None:
+    column = ds.select_columns([name])
+    for start in range(0, len(ds), block):
+        try:
+            column[start:start + block]
+            continue
+        except UnicodeDecodeError:
+            pass
+        for i in range(start, min(start + block, len(ds))):
+            try:
+                column[i]
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{_where(ds, i, origin)}: {name} is not valid UTF-8 ({exc.reason}); "
+                                "expected UTF-8 text") from None
 
 
 def _text_problem(field: str, value: Any) -> str | None:

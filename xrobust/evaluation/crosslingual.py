@@ -25,9 +25,7 @@ from .predict import predict, score
 
 CROSSLINGUAL_TASKS = ("xnli", "pawsx", "demo_xnli")
 CROSSLINGUAL_FILE = "crosslingual.json"
-
-
-HUB = "hub dataset"
+HUB = "hub dataset"  # how source_of names a hub set
 
 
 def source_of(cfg, spec, split: str, lang: str) -> str:
@@ -37,14 +35,16 @@ def source_of(cfg, spec, split: str, lang: str) -> str:
 
     from ..data import loading
 
-    local = loading.resolve_source(cfg.data.sources.get(spec.name), spec.name) or \
+    source = cfg.data.sources.get(spec.name)
+    local = loading.resolve_source(source, spec.name) or \
         loading._xtreme_source(spec, split, lang, cfg.data.xtreme_dir)
     if local is not None:
         return str(loading._local_path(local, spec, split, lang, cfg.data.root))
     if spec.local_template and cfg.data.root is not None:
         return spec.local_template.format(root=os.fspath(cfg.data.root), task=spec.name, split=split, lang=lang)
-    calls = loading.hub_load_args(spec, split, lang)
-    return " + ".join(f"{HUB} {c.dataset} (config {c.config}, split {c.split})" for c in calls)
+    calls = loading.hub_load_args(spec, split, lang, loading.hub_revision(source))
+    return " + ".join(f"{HUB} {c.dataset} (config {c.config}, split {c.split}"
+                      f"{f', revision {c.revision}' if c.revision else ''})" for c in calls)
 
 
 def _parallel_sets_hint(spec, split: str, origins) -> str:

@@ -220,10 +220,11 @@ def with_qa_targets(cfg, spec, examples, features, tokenizer, phase, where: str 
     if skipped == len(examples):
         raise DataError(f"task {spec.name}{where}: none of the {len(examples)} examples has its answer at "
                         f"answer_start; PGD needs gold answer spans")
-    if skipped:
-        examples = examples.filter(lambda ids: [str(i) in targeted for i in ids], input_columns="id", batched=True)
+    if skipped:  # indices kept in memory: every rank filters alike, no cache file is written
+        examples = examples.filter(lambda ids: [str(i) in targeted for i in ids], input_columns="id",
+                                   batched=True, keep_in_memory=True)
         features = features.filter(lambda ids: [i in targeted for i in ids], input_columns="example_id",
-                                   batched=True)
+                                   batched=True, keep_in_memory=True)
     if len(train) != len(features) or train["example_id"] != features["example_id"]:
         raise DataError(f"task {spec.name}{where}: training and prediction featurization cut different windows "
                         f"({len(train)} vs {len(features)} features); cannot attach gold spans for PGD")
