@@ -122,19 +122,34 @@ def test_overwrite_replaces_a_finished_run(world, tmp_path, capsys):
 
 # -- every failure is one `error:` line naming what was being done; nothing half-made is left ------------
 
-def test_empty_text_field_and_non_utf8_file_name_the_source_and_example(world, tmp_path, capsys):
-    folder = tmp_path / "nli"
+_NLI_HEADER = b"id\ttext_a\ttext_b\tlabel\n"
+_NLI_ROW = b'{"id": "a", "text_a": "A cat sleeps", "text_b": "A dog", "label": "entailment"}\n'
+
+
+@pytest.mark.parametrize("task, name, content, fragment", [
+    # line numbers as an editor shows them: the header and blank lines count
+    ("demo_nli", "train.tsv", _NLI_HEADER + b"a\tA cat\tA dog\tentailment\n\nb\t\tA dog\tneutral\n",
+     "train.tsv:4 (id 'b'): text_a is empty (''); expected non-blank text"),
+    ("demo_nli", "train.jsonl", _NLI_ROW + b'{"id": "b", "text_a": null, "text_b": "x", "label": "neutral"}\n',
+     "train.jsonl:2 (id 'b'): text_a is missing; expected text"),
+    ("demo_nli", "train.jsonl", _NLI_ROW + b'{"id": "b", "text_a": "x", "text_b": "  ", "label": "neutral"}\n',
+     "train.jsonl:2 (id 'b'): text_b is empty ('  ')"),
+    ("demo_nli", "train.jsonl", _NLI_ROW + b'{"id": "b", "text_a": "caf\xe9", "text_b": "x", "label": "neutral"}\n',
+     "train.jsonl:2: not valid UTF-8 (invalid continuation byte"),
+    # a malformed line as well: before, the error reporter itself failed on the bytes
+    ("demo_nli", "train.jsonl", b'{"id": "a", "text_a": "caf\xe9"\n{"id": "b"\n',
+     "train.jsonl:1: not valid UTF-8"),
+    ("demo_pos", "train.conll", b"Paris\tPROPN\nsleeps\tVERB\n\nna\xefve\tADJ\n",
+     "train.conll:4: not valid UTF-8"),
+])
+def test_bad_text_is_named_by_file_and_line(world, tmp_path, capsys, task, name, content, fragment):
+    folder = tmp_path / "files"
     folder.mkdir()
-    (folder / "train.tsv").write_text("id\ttext_a\ttext_b\tlabel\na\tA cat sleeps\tA dog\tentailment\n"
-                                      "b\t\tA dog\tneutral\n")
+    (folder / name).write_bytes(content)
     data = {"root": str(world["data_root"]), "cache_dir": str(tmp_path / "cache"),
-            "sources": {"demo_nli": {"path": str(folder / "{split}.tsv")}}}
-    expect_error(capsys, train(config(world, tmp_path, data=data)), str(folder / "{split}.tsv"),
-                 "example 2 (id 'b'): empty text_a")
-    (folder / "train.jsonl").write_bytes(b'{"id": "a", "text_a": "caf\xe9", "text_b": "x", "label": "entailment"}\n')
-    data["sources"]["demo_nli"]["path"] = str(folder / "{split}.jsonl")
-    expect_error(capsys, train(config(world, tmp_path, data=data)), str(folder / "{split}.jsonl"),
-                 "not valid UTF-8")
+            "sources": {task: {"path": str(folder / name.replace("train", "{split}"))}}}
+    cfg = config(world, tmp_path, {"tasks": [task]}, data=data)
+    expect_error(capsys, train(cfg), f"{folder / name}:", fragment)
     assert not (tmp_path / "runs" / "bad").exists()
 
 

@@ -369,7 +369,7 @@ def test_label_outside_label_set(tmp_path, cache):
         load_examples("panx", "train", source={"path": str(tmp_path / "t.conll")},
                       cache_dir=cache)
     (tmp_path / "r.csv").write_text("text_a,label\nok,positive\nbad,neutral\n")
-    with pytest.raises(DataError, match=r"r\.csv, row 2: label 'neutral'"):
+    with pytest.raises(DataError, match=r"r\.csv:3: label 'neutral'"):  # line 3: the header is line 1
         load_examples("sst2", "train", source={"path": str(tmp_path / "r.csv")},
                       cache_dir=cache)
 
@@ -492,3 +492,71 @@ def test_canonical_parquet_classlabels_map_by_name(tmp_path, cache):
     ds = load_examples("mnli", "train", source={"path": str(tmp_path / "m.parquet")}, cache_dir=cache)
     labels = get_task("mnli").labels
     assert [labels[k] for k in ds["label"]] == names
+
+
+# -- text: UTF-8, none missing or blank, named by file and line -------------------------------------
+
+def test_rows_are_named_by_the_line_they_start_on(tmp_path, cache):
+    # a quoted CSV field spanning two lines, and a blank line: the bad row starts on line 6
+    (tmp_path / "q.csv").write_text('text_a,label\n"two\nlines",positive\n\nok,negative\n"  ",positive\n')
+    with pytest.raises(DataError, match=r"q\.csv:6 \(id 'sst2-train-en-2'\): text_a is empty \('  '\)"):
+        load_examples("sst2", "train", source={"path": str(tmp_path / "q.csv")}, cache_dir=cache)
+    # a hub-layout file whose adapter drops rows (SNLI's unlabeled ones): the line still names the row
+    path = write_jsonl(tmp_path / "snli.jsonl", [
+        {"premise": "p", "hypothesis": "h", "label": -1}, {"premise": "p", "hypothesis": "h", "label": 0},
+        {"premise": "p", "hypothesis": " ", "label": 1}])
+    with pytest.raises(DataError, match=r"snli\.jsonl:3 \(id .*\): text_b is empty"):
+        load_examples("anli_plus", "train", source={"path": str(path), "adapter": "snli"}, cache_dir=cache)
+
+
+@pytest.mark.parametrize("task, split, lang, row", [
+    ("hellaswag", "train", "en", {"prompt": "p", "choices": ["a", None, "c", "d"], "label": 0}),
+    ("panx", "train", "en", {"tokens": [], "tags": []}),
+    ("squad", "train", "en", {"question": "", "context": "c", "answers": {"text": [], "answer_start": []}}),
+])
+def test_every_format_checks_its_text(tmp_path, cache, task, split, lang, row):
+    path = write_jsonl(tmp_path / "t.jsonl", [row])
+    with pytest.raises(DataError, match=r"t\.jsonl:1 \(id .*\): (choices\[1\] is missing|tokens is an empty list|"
+                                        r"question is empty)"):
+        load_examples(task, split, lang, source={"path": str(path)}, cache_dir=cache)
+
+
+def test_csv_text_is_taken_as_written(tmp_path, cache):
+    # pandas would read these fields as missing values
+    (tmp_path / "na.tsv").write_text("text_a\ttext_b\tlabel\nNA\tnull\tneutral\nNone\tnan\tentailment\n")
+    ds = load_examples("mnli", "train", source={"path": str(tmp_path / "na.tsv")}, cache_dir=cache)
+    assert ds["text_a"] == ["NA", "None"] and ds["text_b"] == ["null", "nan"]
+
+
+def test_text_that_is_not_utf8_is_named_by_file_and_line(tmp_path, cache):
+    def load(name, data, task="sst2", split="train", lang="en", **source):
+        (tmp_path / name).write_bytes(data)
+        return load_examples(task, split, lang, source={"path": str(tmp_path / name), **source}, cache_dir=cache)
+
+    for name, data, task, split, lang, line in [
+        ("u.csv", b"text_a,label\nok,positive\nna\xefve,negative\n", "sst2", "train", "en", 3),
+        ("u.conllu", b"# c\n1\tHaus\t_\tNOUN\t_\t_\t_\t_\t_\t_\n\n1\tStra\xdfe\t_\tNOUN\t_\t_\t_\t_\t_\t_\n",
+         "udpos", "test", "de", 4),
+        ("u.json", b'{"data": [{"paragraphs": [{"context": "c",\n "qas": []}]}],\n "v": "\xff"}', "squad", "train",
+         "en", 3),
+    ]:
+        with pytest.raises(DataError, match=rf"u\.{name[2:]}:{line}: not valid UTF-8 \(.*\); expected UTF-8 text"):
+            load(name, data, task, split, lang, **({"format": "squad"} if name.endswith(".json") else {}))
+    # a Parquet file stores bytes: the row is named when the loader reads it
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = pa.array([b"ok", b"caf\xe9"], type=pa.binary()).view(pa.string())
+    pq.write_table(pa.table({"text_a": text, "label": [0, 1]}), tmp_path / "u.parquet")
+    with pytest.raises(DataError, match=r"u\.parquet, row 2: text_a is not valid UTF-8"):
+        load_examples("sst2", "train", source={"path": str(tmp_path / "u.parquet")}, cache_dir=cache)
+
+
+def test_parse_error_report_survives_bytes_that_are_not_utf8(tmp_path):
+    from pathlib import Path
+
+    from xrobust.data.loading import _parse_error
+
+    path = Path(tmp_path / "p.jsonl")
+    path.write_bytes(b'{"text_a": "caf\xe9"}\n{"text_a": oops}\n')
+    assert _parse_error(path, "jsonl", ValueError("x")).startswith(f"{path}:2: invalid JSON")

@@ -8,9 +8,10 @@ Four routes, in order of precedence:
    for every split that folder holds;
 3. demo tasks: `{root}/{task}/{split}-{lang}.jsonl` in canonical layout;
 4. real tasks: `datasets.load_dataset(id, config, split=..., revision=...)` plus the adapter.
-Labels are mapped to indices into the task's label set and checked here, for every route, and
-span-QA answers are checked against their contexts (moved back by a few characters where a
-source shifted them; see `align_answers`).
+Labels are mapped to indices into the task's label set and checked here, for every route, as are
+the texts (UTF-8, none missing or blank) and span-QA answers against their contexts (moved back by
+a few characters where a source shifted them; see `align_answers`). Errors name the file and line
+(text files are decoded strictly, and each row remembers the line it was read from), else the row.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 
 from xrobust.data.conll import conll_dataset
 from xrobust.data.stats import log, record_load
+from xrobust.data.textfile import read_text, text_lines
 from xrobust.errors import DataError
 from xrobust.tasks.adapters import apply_adapter
 from xrobust.tasks.registry import (
@@ -62,6 +65,17 @@ _FEATURES = {
                             "answer_start": datasets.List(datasets.Value("int32"))}},
     "tagging": {"id": _S, "tokens": datasets.List(_S), "tags": datasets.List(_I)},
     "retrieval": {"id": _S, "text": _S},
+}
+# Text every example needs: a string field holds non-blank text, a list field (choices, tokens) is
+# non-empty with no missing item (a blank word is fed as <unk>, as XTREME does). Missing or blank
+# text gives the model nothing to read and almost always means a shifted column or a wrong
+# `columns` mapping.
+_TEXT_FIELDS = {
+    "classification": ("text_a", "text_b"),  # text_b for pair tasks only
+    "multiple_choice": ("prompt", "choices"),
+    "span_qa": ("question", "context"),
+    "tagging": ("tokens",),
+    "retrieval": ("text",),
 }
 # Tags unseen in the training split of an open label set (CCG) are ignored, like sub-tokens.
 IGNORE_INDEX = -100
@@ -210,7 +224,8 @@ def load_bitext(spec: TaskSpec | str, split: str, lang: str, *, source: Any = No
     local = resolve_source(source, spec.name) or _xtreme_source(spec, split, lang, xtreme_dir)
     ds, origin = _load_raw(spec, split, lang, local or source, root, cache_dir)
     if "target_text" in ds.column_names:  # hub bitext layout: one row per gold pair
-        src = _finish(ds.select_columns(["id", "text", "row"]), spec, (), split, lang, origin)
+        src = _finish(ds.select_columns([c for c in ("id", "text", "row", "line") if c in ds.column_names]),
+                      spec, (), split, lang, origin)
         tgt_ds = ds.select_columns(["target_id", "target_text", "row"]).rename_columns(
             {"target_id": "id", "target_text": "text"})
         tgt = _finish(tgt_ds, spec, (), split, "en", origin)
@@ -326,7 +341,7 @@ def _load_raw(spec: TaskSpec, split: str, lang: str, source: Any, root: Any,
                                 f"has no hub source for split {split!r}")
             adapter = spec.sources[split][0].adapter
         if adapter:
-            return apply_adapter(ds, adapter, lang, prefix, origin), origin
+            return _lines_by_row(apply_adapter(ds, adapter, lang, prefix, origin), ds), origin
         return _canonical_columns(ds, spec, local.columns, origin), origin
     if spec.local_only:
         raise DataError(
@@ -344,6 +359,14 @@ def _load_raw(spec: TaskSpec, split: str, lang: str, source: Any, root: Any,
             ds = _pair_rows(ds)
         return _canonical_columns(ds, spec, None, str(path)), str(path)
     return _load_hub(spec, split, lang, cache_dir, hub_revision(source))
+
+
+def _lines_by_row(ds: datasets.Dataset, raw: datasets.Dataset) -> datasets.Dataset:
+    """The `line` of each adapted row (adapters number rows by their position in `raw`)."""
+    if "line" not in raw.column_names or "line" in ds.column_names or "row" not in ds.column_names:
+        return ds  # no lines known, or nothing left (an adapter filter can keep no row)
+    lines = raw["line"]
+    return ds.add_column("line", [lines[r] for r in ds["row"]])
 
 
 def _pair_rows(ds: datasets.Dataset) -> datasets.Dataset:
@@ -468,6 +491,8 @@ def _read_local(path: Path, local: LocalSource, cache_dir: Any) -> datasets.Data
         return _read_squad(path) if fmt == "squad" else _read_lines(path)
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (expected {fmt} examples)")
+    # pyarrow keeps bytes that are not UTF-8 until something reads them: decode text files first
+    lines = None if fmt == "parquet" else _record_lines(path, fmt, local)
     kwargs: dict[str, Any] = {}
     builder = fmt
     if fmt in ("json", "jsonl"):
@@ -476,6 +501,8 @@ def _read_local(path: Path, local: LocalSource, cache_dir: Any) -> datasets.Data
             kwargs["field"] = local.field
     elif fmt in ("csv", "tsv"):
         builder = "csv"
+        # a field is text as written: pandas would read "NA", "null", "None" or "nan" as missing
+        kwargs["na_filter"] = False
         if fmt == "tsv":
             # XNLI/PAWS-X style TSV: quotes are literal text, not field quoting
             kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -487,14 +514,40 @@ def _read_local(path: Path, local: LocalSource, cache_dir: Any) -> datasets.Data
                                    **kwargs)
     except Exception as exc:
         raise DataError(_parse_error(path, fmt, exc)) from exc
+    if lines is not None and len(lines) == len(ds) and "line" not in ds.column_names:
+        ds = ds.add_column("line", lines)
     return ds
+
+
+def _record_lines(path: Path, fmt: str, local: LocalSource) -> list[int] | None:
+    """Read the whole file as UTF-8 (a DataError names the file and line otherwise) and return the
+    line on which each record starts, header excluded; None for a JSON document. The reader skips
+    blank lines as pandas and pyarrow do; _read_local uses the lines only when the counts agree."""
+    lines = text_lines(path)
+    if fmt == "json" and (local.field or path.suffix != ".jsonl"):
+        for _ in lines:
+            pass
+        return None
+    if fmt == "csv":  # a quoted field may span lines: a record starts where the csv module starts it
+        starts, end = [], 0
+        reader = csv.reader(text + "\n" for _, text in lines)
+        for record in reader:
+            if any(field.strip() for field in record) or len(record) > 1:
+                starts.append(end + 1)
+            end = reader.line_num
+    else:  # jsonl, tsv: one record per line
+        delimiter = "\t" if fmt == "tsv" else None
+        starts = [n for n, text in lines
+                  if text.strip() or (delimiter is not None and delimiter in text)]
+    return starts[1:] if fmt in ("csv", "tsv") and local.header else starts
 
 
 def _read_squad(path: Path) -> datasets.Dataset:
     """SQuAD v1.1 JSON ({"data": [{"paragraphs": [{"context", "qas": [...]}]}]}), one row per
     question, texts exactly as written (XQuAD, MLQA, TyDiQA-GoldP and SQuAD ship in it)."""
+    text = read_text(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
         rows = [{"id": str(qa["id"]), "question": qa["question"], "context": par["context"],
                  "answers": {"text": [a["text"] for a in qa.get("answers", [])],
                              "answer_start": [int(a["answer_start"]) for a in qa.get("answers", [])]}}
@@ -512,8 +565,7 @@ def _read_squad(path: Path) -> datasets.Dataset:
 
 def _read_lines(path: Path) -> datasets.Dataset:
     """One text per line (retrieval sides such as Tatoeba's); line numbers are the ids."""
-    with path.open(encoding="utf-8") as f:
-        texts = [line.rstrip("\r\n") for line in f]
+    texts = [text for _, text in text_lines(path)]
     if not texts:
         raise DataError(f"{path}: empty file (expected one sentence per line)")
     return datasets.Dataset.from_dict({"id": [str(i) for i in range(len(texts))], "text": texts,
@@ -522,8 +574,10 @@ def _read_lines(path: Path) -> datasets.Dataset:
 
 def _parse_error(path: Path, fmt: str, exc: Exception) -> str:
     if fmt == "jsonl" or (fmt == "json" and path.suffix == ".jsonl"):
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
+        # whatever the bytes: this runs after a reader failed, and must not fail itself
+        with path.open("rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                line = raw.decode("utf-8", errors="replace")
                 if not line.strip():
                     continue
                 try:
@@ -580,17 +634,16 @@ def _read_gold(path: Path, src: datasets.Dataset, tgt: datasets.Dataset
         raise DataError(f"{path}: gold file not found (expected 'src_id<TAB>tgt_id' lines)")
     src_ids, tgt_ids = set(src["id"]), set(tgt["id"])
     gold = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\r\n").split("\t")
-            if len(parts) != 2:
-                raise DataError(f"{path}:{lineno}: expected 'src_id<TAB>tgt_id', got {line!r}")
-            if parts[0] not in src_ids or parts[1] not in tgt_ids:
-                raise DataError(f"{path}:{lineno}: gold pair {parts[0]}/{parts[1]} names an id "
-                                f"absent from the source or target sentences")
-            gold.append((parts[0], parts[1]))
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise DataError(f"{path}:{lineno}: expected 'src_id<TAB>tgt_id', got {line!r}")
+        if parts[0] not in src_ids or parts[1] not in tgt_ids:
+            raise DataError(f"{path}:{lineno}: gold pair {parts[0]}/{parts[1]} names an id "
+                            f"absent from the source or target sentences")
+        gold.append((parts[0], parts[1]))
     return tuple(gold)
 
 
@@ -599,12 +652,63 @@ def _read_gold(path: Path, src: datasets.Dataset, tgt: datasets.Dataset
 # --------------------------------------------------------------------------------------------
 
 def _where(ds: datasets.Dataset, i: int, origin: str) -> str:
+    """`file:line` where the row's line is known, else `origin, row N` (N from 1, in the source)."""
+    # one column only: the row's other fields may be what is wrong with it
     if "line" in ds.column_names:
-        return f"{origin}:{ds[i]['line']}"
-    row = ds[i]["row"]
-    if origin.endswith(".jsonl"):
-        return f"{origin}:{row + 1}"
-    return f"{origin}, row {row + 1}"
+        return f"{origin}:{ds.select_columns(['line'])[i]['line']}"
+    return f"{origin}, row {ds.select_columns(['row'])[i]['row'] + 1}"
+
+
+def _check_utf8(ds: datasets.Dataset, origin: str) -> None:
+    """Name the row of text that is not UTF-8 (Parquet files and hub datasets store bytes; text
+    files were decoded strictly when read), before anything reads it."""
+    for name in ds.column_names:
+        try:
+            for chunk in ds.data.column(name).chunks:
+                chunk.validate(full=True)  # checks UTF-8 in C, nested lists included
+        except pa.ArrowInvalid:
+            _name_undecodable(ds, name, origin)
+
+
+def _name_undecodable(ds: datasets.Dataset, name: str, origin: str, block: int = 1000) -> None:
+    column = ds.select_columns([name])
+    for start in range(0, len(ds), block):
+        try:
+            column[start:start + block]
+            continue
+        except UnicodeDecodeError:
+            pass
+        for i in range(start, min(start + block, len(ds))):
+            try:
+                column[i]
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{_where(ds, i, origin)}: {name} is not valid UTF-8 ({exc.reason}); "
+                                "expected UTF-8 text") from None
+
+
+def _text_problem(field: str, value: Any) -> str | None:
+    """What is wrong with one example's text field (see _TEXT_FIELDS), or None."""
+    if value is None:
+        return f"{field} is missing; expected text"
+    if isinstance(value, list):
+        if not value:
+            return f"{field} is an empty list; expected at least one text"
+        missing = [k for k, v in enumerate(value) if v is None]
+        return f"{field}[{missing[0]}] is missing; expected text" if missing else None
+    if isinstance(value, str) and not value.strip():
+        return f"{field} is empty ({value!r}); expected non-blank text"
+    return None
+
+
+def _check_texts(ds: datasets.Dataset, spec: TaskSpec, origin: str) -> None:
+    ids = ds["id"]
+    for field in _TEXT_FIELDS[spec.format]:
+        if field not in ds.column_names or (field == "text_b" and not spec.pair):
+            continue
+        for i, value in enumerate(ds[field]):
+            problem = _text_problem(field, value)
+            if problem:
+                raise DataError(f"{_where(ds, i, origin)} (id {ids[i]!r}): {problem} (task {spec.name})")
 
 
 def _label_index(value: Any, labels: tuple[str, ...], index: dict[str, int]) -> int | None:
@@ -662,6 +766,7 @@ def _finish(ds: datasets.Dataset, spec: TaskSpec, labels: tuple[str, ...], split
     if len(ds) == 0:
         raise DataError(f"{origin}: no examples for task {spec.name} split {split} language "
                         f"{lang}")
+    _check_utf8(ds, origin)
     fmt = spec.format
     index = {name: i for i, name in enumerate(labels)}
     ids = ds["id"] if "id" in ds.column_names else [None] * len(ds)
@@ -669,6 +774,7 @@ def _finish(ds: datasets.Dataset, spec: TaskSpec, labels: tuple[str, ...], split
     new_ids = [str(v) if v is not None and str(v) != "" else f"{spec.name}-{split}-{lang}-{r}"
                for v, r in zip(ids, rows)]
     ds = ds.remove_columns([c for c in ("id",) if c in ds.column_names]).add_column("id", new_ids)
+    _check_texts(ds, spec, origin)
 
     if fmt in ("classification", "multiple_choice"):
         out = []

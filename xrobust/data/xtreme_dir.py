@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from xrobust.data.textfile import text_lines
 from xrobust.errors import DataError
 
 _TSV_PAIR = dict(format="tsv", header=False, columns={"text_a": "0", "text_b": "1", "label": "2"})
@@ -101,10 +102,9 @@ def _check_retrieval(spec, split: str, lang: str, source) -> None:
 
 
 def _first_line_has_tab(path: Path) -> bool:
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                return "\t" in line
+    for _, line in text_lines(path):
+        if line.strip():
+            return "\t" in line
     return True  # empty: the reader reports it
 
 

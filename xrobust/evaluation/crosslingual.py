@@ -25,21 +25,38 @@ from .predict import predict, score
 
 CROSSLINGUAL_TASKS = ("xnli", "pawsx", "demo_xnli")
 CROSSLINGUAL_FILE = "crosslingual.json"
+HUB = "hub dataset"  # how source_of names a hub set
 
 
 def source_of(cfg, spec, split: str, lang: str) -> str:
-    """Where a (task, split, language) set is read from, for error messages."""
+    """Where a (task, split, language) set is read from, for error messages: the loader's route (a
+    configured file, data.xtreme_dir, demo data under data.root, else the hub)."""
     import os
 
     from ..data import loading
 
-    local = loading.resolve_source(cfg.data.sources.get(spec.name), spec.name)
+    source = cfg.data.sources.get(spec.name)
+    local = loading.resolve_source(source, spec.name) or \
+        loading._xtreme_source(spec, split, lang, cfg.data.xtreme_dir)
     if local is not None:
         return str(loading._local_path(local, spec, split, lang, cfg.data.root))
     if spec.local_template and cfg.data.root is not None:
         return spec.local_template.format(root=os.fspath(cfg.data.root), task=spec.name, split=split, lang=lang)
-    calls = loading.hub_load_args(spec, split, lang)
-    return " + ".join(f"hub dataset {c.dataset} (config {c.config}, split {c.split})" for c in calls)
+    calls = loading.hub_load_args(spec, split, lang, loading.hub_revision(source))
+    return " + ".join(f"{HUB} {c.dataset} (config {c.config}, split {c.split}"
+                      f"{f', revision {c.revision}' if c.revision else ''})" for c in calls)
+
+
+def _parallel_sets_hint(spec, split: str, origins) -> str:
+    """How to get parallel sets when a hub set is not parallel: XTREME's own XNLI / PAWS-X files
+    (google/xtreme's PAWS-X lost rows to quote handling; docs/TASKS.md)."""
+    if spec.name not in ("xnli", "pawsx") or not any(o.startswith(HUB) for o in origins):
+        return ""
+    folder = "data.xtreme_dir (the folder XTREME's scripts/download_data.sh writes; docs/TASKS.md)"
+    if split == "test":  # the download removes test labels
+        return (f". XTREME's {spec.name} sets are parallel: set {folder} and evaluate on dev (--split dev; its "
+                f"test sets have no labels), or give labeled parallel test files in data.sources.{spec.name}.path")
+    return f". XTREME's {spec.name} sets are parallel: set {folder}"
 
 
 def _positional(spec, split: str, lang: str, ids) -> bool:
@@ -63,22 +80,23 @@ def check_parallel(spec, split: str, sets: dict, origins: dict) -> None:
         ds = sets[lang]
         where = f"task {spec.name} split {split}: {origins[lang]} ({lang})"
         against = f"{origins[ref]} ({ref})"
+        hint = _parallel_sets_hint(spec, split, (origins[lang], origins[ref]))
         if len(ds) != len(ref_ds):
             raise DataError(f"{where} has {len(ds)} examples, {against} has {len(ref_ds)}; the generalized "
-                            f"cross-lingual matrix needs parallel sets (translations in the same order)")
+                            f"cross-lingual matrix needs parallel sets (translations in the same order){hint}")
         ids = list(ds["id"])
         if not (ref_positional and _positional(spec, split, lang, ids)):
             for k, (a, b) in enumerate(zip(ref_ids, ids)):
                 if a != b:
                     raise DataError(f"{where}: example {k} has id {b!r} where {against} has {a!r}; expected "
-                                    f"parallel sets with the same ids in the same order")
+                                    f"parallel sets with the same ids in the same order{hint}")
         labels = list(ds["label"])
         bad = [k for k, (a, b) in enumerate(zip(ref_labels, labels)) if a != b]
         if bad:
             k = bad[0]
             raise DataError(f"{where}: {len(bad)} of {len(ds)} gold labels differ from {against} (first at "
                             f"example {k}, id {ids[k]!r}: {spec.labels[labels[k]]} vs {spec.labels[ref_labels[k]]}); "
-                            f"expected translations of the same examples in the same order")
+                            f"expected translations of the same examples in the same order{hint}")
 
 
 def cross_examples(first, second):
@@ -167,9 +185,8 @@ def evaluate_crosslingual(cfg, root: Path, *, tasks=None, languages=None, split=
             raise ConfigError(f"task {name}: no languages on split {split!r}")
         sets, origins = {}, {}
         for lang in langs:
+            sets[lang] = load_split(cfg, spec, split, lang)
             origins[lang] = source_of(cfg, spec, split, lang)
-            ds = load_split(cfg, spec, split, lang)
-            sets[lang] = ds
         check_parallel(spec, split, sets, origins)  # on the full sets, before any cut
         if max_examples:
             sets = {lang: ds.select(range(min(len(ds), max_examples))) for lang, ds in sets.items()}

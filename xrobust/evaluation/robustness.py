@@ -203,20 +203,34 @@ def attack_metric(model, spec, examples, features, tokenizer, batch_size: int, a
     return score(spec, examples, preds, lang)
 
 
-def with_qa_targets(cfg, spec, examples, features, tokenizer, phase):
-    """Span-QA prediction features plus start/end positions of the gold answer (PGD's loss).
+def with_qa_targets(cfg, spec, examples, features, tokenizer, phase, where: str = ""):
+    """Span-QA examples that have a gold span, their prediction features plus start/end positions of
+    the gold answer (PGD's loss), and how many examples were dropped: (examples, features, skipped).
 
-    Training featurization cuts the same windows (one tokenizer call, same stride), so the two
-    feature lists align one to one; that is checked rather than assumed.
+    Training featurization cuts the same windows (one tokenizer call, same stride) and none for an
+    example whose answer is not at answer_start (not found near it while loading, see
+    xrobust.data.loading.align_answers); such examples are dropped, as training skips them. The
+    two feature lists then align one to one; that is checked rather than assumed.
     """
     from ..training.data import featurize_cached
 
     train = featurize_cached(cfg, spec, examples, tokenizer, phase, train=True)
+    targeted = set(train["example_id"])
+    skipped = sum(1 for i in examples["id"] if str(i) not in targeted)
+    if skipped == len(examples):
+        raise DataError(f"task {spec.name}{where}: none of the {len(examples)} examples has its answer at "
+                        f"answer_start; PGD needs gold answer spans")
+    if skipped:  # indices kept in memory: every rank filters alike, no cache file is written
+        examples = examples.filter(lambda ids: [str(i) in targeted for i in ids], input_columns="id",
+                                   batched=True, keep_in_memory=True)
+        features = features.filter(lambda ids: [i in targeted for i in ids], input_columns="example_id",
+                                   batched=True, keep_in_memory=True)
     if len(train) != len(features) or train["example_id"] != features["example_id"]:
-        raise DataError(f"task {spec.name}: training and prediction featurization cut different windows "
+        raise DataError(f"task {spec.name}{where}: training and prediction featurization cut different windows "
                         f"({len(train)} vs {len(features)} features); cannot attach gold spans for PGD")
-    return features.add_column("start_positions", train["start_positions"]).add_column(
+    features = features.add_column("start_positions", train["start_positions"]).add_column(
         "end_positions", train["end_positions"])
+    return examples, features, skipped
 
 
 # -- a run --------------------------------------------------------------------------------------------
@@ -228,6 +242,7 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
     (default RUN/robustness) on rank 0. Returns the robustness.json object."""
     from transformers import AutoTokenizer
 
+    from ..data.stats import data_report, log_report
     from ..tasks import get_task
     from ..training.data import featurize_cached, load_split
     from ..training.trainer import load_trained
@@ -259,6 +274,7 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
     device = dist.device()
     curves: dict = {}
     metric_names: dict = {}
+    data: dict = {}
     loaded: dict = {}
     bar = tqdm(total=len(plan) * len(attacks) * len(eps), desc="robustness", disable=not dist.is_main(),
                dynamic_ncols=True)
@@ -273,8 +289,12 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
         if max_examples:
             examples = examples.select(range(min(len(examples), max_examples)))
         features = featurize_cached(cfg, spec, examples, tokenizer, phase, train=False)
+        report = data_report(spec, split, lang, examples, features, train=False)
         if spec.format == "span_qa" and any(a.kind == "pgd" for a in attacks):
-            features = with_qa_targets(cfg, spec, examples, features, tokenizer, phase)
+            # every curve of the task is measured on the examples PGD can attack, so they compare
+            examples, features, report["skipped"] = with_qa_targets(cfg, spec, examples, features, tokenizer,
+                                                                    phase, f" {split} ({lang})")
+        data.setdefault(official_name(spec.name), {})[lang] = log_report(spec.name, split, lang, report)
         key = headline_metric(spec)
         metric_names[official_name(spec.name)] = key
         for attack in attacks:
@@ -291,7 +311,7 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
         "tasks": curves,
         "metrics": metric_names,
         "settings": {"split": split, "eps": eps, "max_examples": max_examples, "batch_size": ev.batch_size,
-                     "attacks": {a.kind: _attack_settings(a) for a in attacks}, "models": models},
+                     "attacks": {a.kind: _attack_settings(a) for a in attacks}, "models": models, "data": data},
     }
     if dist.is_main():
         write_robustness(result, Path(out_dir) if out_dir else root / "robustness",

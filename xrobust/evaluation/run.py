@@ -196,8 +196,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
             if ev.max_examples:
                 examples = examples.select(range(min(len(examples), ev.max_examples)))
             with context(f"featurizing {spec.name} {split} ({lang})"):
-                features = featurize_cached(cfg, spec, examples, tokenizer, _phase_for(cfg, spec.name), train=False,
-                                            split=split, lang=lang)
+                features = featurize_cached(cfg, spec, examples, tokenizer, _phase_for(cfg, spec.name), train=False)
             extra.setdefault("data", {}).setdefault(official_name(spec.name), {})[lang] = log_report(
                 spec.name, split, lang, data_report(spec, split, lang, examples, features, train=False))
             with context(f"evaluating {spec.name} {split} ({lang}) with {model_dir}"):

@@ -13,10 +13,6 @@ from ..data.stats import data_report, log_report
 from ..errors import DataError, context
 from ..tasks import get_task
 
-TEXT_FIELDS = {"classification": ("text_a", "text_b"), "multiple_choice": ("prompt", "choices"),
-               "span_qa": ("question", "context"), "tagging": ("tokens",), "retrieval": ("text",)}
-
-
 def task_max_length(spec, phase) -> int:
     return phase.max_length or spec.max_length
 
@@ -39,34 +35,13 @@ def load_split(cfg, spec, split: str, lang: str):
                              xtreme_dir=cfg.data.xtreme_dir)
 
 
-def _first_empty_text(spec, examples) -> str | None:
-    """`example N (id ...): empty <field>` for the first example a featurizer cannot tokenize."""
-    pair = getattr(spec, "pair", True)
-    for field in TEXT_FIELDS.get(spec.format, ()):
-        if field not in examples.column_names or (field == "text_b" and not pair):
-            continue
-        for i, value in enumerate(examples[field]):
-            items = value if isinstance(value, list) else [value]
-            if not items or any(not isinstance(v, str) or not v.strip() for v in items):
-                return f"example {i + 1} (id '{examples[i]['id']}'): empty {field} {value!r}; expected text"
-    return None
-
-
-def featurize_cached(cfg, spec, examples, tokenizer, phase, *, train: bool, split: str = "", lang: str = ""):
+def featurize_cached(cfg, spec, examples, tokenizer, phase, *, train: bool):
+    """Features of loaded examples (the loader has checked their text: UTF-8, none missing or blank)."""
     from ..data.cache import cached_featurize
 
-    try:
-        return cached_featurize(examples, spec, tokenizer, Path(cfg.data.cache_dir).expanduser(),
-                                max_length=task_max_length(spec, phase), doc_stride=phase.doc_stride,
-                                max_query_length=phase.max_query_length, train=train)
-    except UnicodeDecodeError as exc:  # pyarrow keeps invalid bytes in string columns until they are read
-        raise DataError(f"{origin(cfg, spec, split or '?', lang or '?')}: not valid UTF-8 text ({exc.reason} at byte "
-                        f"{exc.start} of a value: {exc.object[max(0, exc.start - 20):exc.end + 20]!r})") from exc
-    except (TypeError, ValueError) as exc:  # the tokenizer met something that is not text
-        bad = _first_empty_text(spec, examples)
-        if bad is None:
-            raise
-        raise DataError(f"{origin(cfg, spec, split or '?', lang or '?')}: {bad}") from exc
+    return cached_featurize(examples, spec, tokenizer, Path(cfg.data.cache_dir).expanduser(),
+                            max_length=task_max_length(spec, phase), doc_stride=phase.doc_stride,
+                            max_query_length=phase.max_query_length, train=train)
 
 
 class TaskData:
@@ -82,7 +57,7 @@ class TaskData:
             from ..adversarial.augment import augment_examples
 
             examples = augment_examples(examples, train_spec, adv.neighbours, adv.copies, seed)
-        self.features = featurize_cached(cfg, spec, examples, tokenizer, phase, train=True, split="train", lang="en")
+        self.features = featurize_cached(cfg, spec, examples, tokenizer, phase, train=True)
         self.report = log_report(spec.name, "train", "en",
                                  data_report(train_spec, "train", "en", examples, self.features, train=True))
         if len(self.features) < phase.batch_size:
@@ -96,7 +71,7 @@ class TaskData:
             if phase.max_dev_examples:
                 dev = dev.select(range(min(len(dev), phase.max_dev_examples)))
             self.dev_examples = dev
-            self.dev_features = featurize_cached(cfg, spec, dev, tokenizer, phase, train=False, split="dev", lang="en")
+            self.dev_features = featurize_cached(cfg, spec, dev, tokenizer, phase, train=False)
 
 
 class PhaseData:
