@@ -31,6 +31,8 @@ class AdversarialConfig:
     neighbours: Optional[str] = None  # rs-da: synonym neighbours file
     copies: int = 1  # rs-da: augmented copies per example
     backend: str = "auto"  # perturbation kernels: auto | eager | compiled | triton
+    coalesce: bool = True  # one gradient reduction for a micro-step's K backwards; under ZeRO-3 each
+    # rank then holds the full (unpartitioned) gradients until the last backward: false saves that memory
 
 
 @dataclass

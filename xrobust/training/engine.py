@@ -146,7 +146,7 @@ def share_fp32_master(optimizer) -> int:
 
     DeepSpeed 0.19.8 means to alias the fp32 master partition to the parameter partition when both
     are fp32 on the same device, but it compares a torch.device with a device-name string, which is
-    never equal, and clones instead: one more copy of the parameters per rank (2.1 GB for XLM-R
+    never equal, and clones instead: one more copy of the parameters per rank (2.2 GB for XLM-R
     Large on one rank). DeepSpeed's own step and checkpoint code handle the aliased case (its copy
     from master to parameters becomes a no-op). bf16/fp16 training and optimizer offload keep their
     separate fp32 master, as they must.
