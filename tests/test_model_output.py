@@ -1,4 +1,5 @@
-"""The model's output type: attribute and dict access, and DeepSpeed's ZeRO-3 hooks see its tensors."""
+"""The model's output type (attribute and dict access; DeepSpeed's ZeRO-3 hooks see its tensors) and the
+ZeRO-3 engine's fp32 master aliasing the parameter partitions (engine.share_fp32_master)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def test_attribute_and_key_access():
 
 
 def _step(*flags) -> dict:
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "zero3_output_hooks.py"), *flags],
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "zero3_tiny_steps.py"), *flags],
                           env=env(), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
@@ -44,4 +45,20 @@ def test_zero3_hooks_see_the_output_tensors():
     plain = _step("--plain-output")  # the check can fail: a plain object hides the tensors
     assert plain["warned"]
     assert plain["loss_grad_fn"] != "PreBackwardFunctionForModuleBackward"
-    assert plain["loss"] == pytest.approx(result["loss"], abs=1e-6)
+    assert plain["losses"] == pytest.approx(result["losses"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_fp32_master_aliases_the_parameter_partitions():
+    shared = _step()
+    assert shared["master_aliased"] and all(shared["master_aliased"])
+    n = shared["parameters"]
+    # parameter partitions (the master too) + two Adam moments: 12 bytes per parameter, plus the
+    # alignment padding of the flat buffers (a few elements per sub-group)
+    assert 12 * n <= shared["model_state_bytes"] < 12 * n + 4096
+    separate = _step("--no-share-master")  # DeepSpeed as shipped: a second fp32 copy
+    assert not any(separate["master_aliased"])
+    assert 16 * n <= separate["model_state_bytes"] < 16 * n + 4096
+    # the same training: the step updates one copy instead of copying the master into the other
+    assert shared["losses"] == pytest.approx(separate["losses"], rel=1e-6)
+    assert shared["losses"][1] != shared["losses"][0]
