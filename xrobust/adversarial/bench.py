@@ -38,7 +38,7 @@ CASES = [
     ("fgm", "fgm", {"step_size": 0.1}, None),
     ("pgd-{K}", "pgd", {}, "pgd"),
     ("freelb-{K}", "freelb", {}, "freelb"),
-    ("freelb-{K}-uncoalesced", "freelb", {"_coalesce": False}, "freelb"),
+    ("freelb-{K}-uncoalesced", "freelb", {"coalesce": False}, "freelb"),
     ("smart-1", "smart", {"steps": 1, "step_size": 1e-3, "init_mag": 1e-5, "max_norm": 1e-5, "norm": "linf"}, None),
     ("r3f", "r3f", {"init_mag": 1e-5}, "r3f"),
     ("rs-rp", "rs-rp", {"init_mag": 0.1}, None),
@@ -147,7 +147,6 @@ def _worker(args) -> int:
     runners = []
     for label, method, settings, floor in cases:
         settings = dict(settings)
-        coalesce = settings.pop("_coalesce", True)
         torch.manual_seed(0)
         encoder = AutoModel.from_config(cfg, add_pooling_layer=False)
         model = XRobustModel(encoder, [HeadSpec("cls", "classification", 3)], dropout=0.0)
@@ -157,7 +156,6 @@ def _worker(args) -> int:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
         engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=ds)
         strategy = build_strategy(AdversarialConfig(method=method, **settings), engine.module)
-        strategy.coalesce = coalesce
         runners.append({"label": label, "method": method, "floor": floor, "engine": engine, "strategy": strategy,
                         "passes": _passes(method, settings), "times": [], "reductions": []})
     g = torch.Generator().manual_seed(rank)

@@ -86,7 +86,7 @@ class _Perturbed(Strategy):
         self.injector = DeltaInjector(model.word_embeddings())
         self.hidden = int(model.encoder.config.hidden_size)
         self.generator: torch.Generator | None = None  # None: the global torch RNG
-        self.coalesce = True  # merge the reductions of several backwards (benchmark switch)
+        self.coalesce = cfg.coalesce  # merge the reductions of several backwards (adversarial.coalesce)
         # Called on every delta gradient before it is used (tests inject non-finite values here).
         self.grad_hook = None
         self._resets = 0

@@ -12,6 +12,8 @@ AREAS = {
     "eval": ("xrobust.evaluation.bench", "evaluation padding throughput and retrieval mining"),
     "kernels": ("xrobust.kernels.bench", "fused perturbation-step bandwidth per backend"),
     "adversarial": ("xrobust.adversarial.bench", "step time of each method relative to plain training"),
+    "gpu": ("xrobust.training.bench_gpu", "XLM-R Large ZeRO-3 bf16 on every visible GPU: step time, MFU, memory, "
+            "kernel bandwidth, environment (--device cpu: dry run)"),
 }
 
 

@@ -35,6 +35,8 @@ class AdversarialConfig:
     backend: str = "auto"  # perturbation kernels: auto | eager | compiled | triton
     ascent_divergence: str = "symmetric"  # smart ascent objective: symmetric | one_sided | stable_kl
     reuse_dropout_masks: bool = True  # freelb: the same dropout masks in all K passes (reference code)
+    coalesce: bool = True  # one gradient reduction for a micro-step's K backwards; under ZeRO-3 each
+    # rank then holds the full (unpartitioned) gradients until the last backward: false saves that memory
 
 
 @dataclass

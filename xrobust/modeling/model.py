@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import transformers.utils
 from torch import nn
 
 from ..errors import CheckpointError
@@ -26,9 +27,13 @@ class HeadSpec:
 
 
 @dataclass
-class ModelOutput:
-    loss: Optional[torch.Tensor]
-    logits: torch.Tensor
+class ModelOutput(transformers.utils.ModelOutput):
+    """A dict as well as a dataclass (transformers' ModelOutput): DeepSpeed's ZeRO-3 hooks find the
+    tensors of a tuple, list or dict output and attach the module's pre-backward hook to them; a
+    plain object hides them (DeepSpeed warns, and the module's backward is missed in its trace)."""
+
+    loss: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
     hidden_states: Optional[tuple] = None
 
 

@@ -74,6 +74,17 @@ def model_state_bytes(engine) -> int:
     return total
 
 
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident memory (Linux VmHWM), None where /proc is not there."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _worker(args) -> int:
     import torch
 
@@ -116,6 +127,7 @@ def _worker(args) -> int:
     dist.barrier()
     seconds = time.perf_counter() - t0
     mem = dist.gather_objects(model_state_bytes(engine))
+    peaks = dist.gather_objects(peak_rss_bytes())
     if dist.is_main():
         examples = args.steps * phase.batch_size
         n_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in engine.module.parameters())
@@ -123,11 +135,13 @@ def _worker(args) -> int:
                   "parameters": n_params, "seq_len": args.seq_len, "batch": phase.batch_size,
                   "dtype": str(dtype).replace("torch.", ""), "examples_per_s": examples / seconds,
                   "tokens_per_s": examples * args.seq_len / seconds,
-                  "model_state_bytes_per_rank": max(mem)}
+                  "model_state_bytes_per_rank": max(mem), "peak_rss_bytes_per_rank": peaks}
         if torch.cuda.is_available():
-            # 6 N FLOPs per token (forward + backward) plus attention, against the device's bf16 peak
-            flops = examples * args.seq_len * (6 * n_params + 12 * config.num_hidden_layers * config.hidden_size
-                                               * args.seq_len) / seconds
+            from .bench_gpu import count_weights, train_flops_per_token  # the one FLOP formula
+
+            per_token = train_flops_per_token(count_weights(config)[1], config.num_hidden_layers, args.seq_len,
+                                              config.hidden_size)
+            flops = examples * args.seq_len * per_token / seconds
             result.update(device=torch.cuda.get_device_name(0), model_tflops=flops / 1e12)
         Path(args.out).write_text(json.dumps(result))
     zero_ctx.close()
@@ -160,7 +174,7 @@ def run(args) -> int:
         return _worker(args)
     gpu = _has_cuda()
     if args.model == "xlmr-large":
-        runs = {"zero3_1rank": _launch(args, "zero3", 1)}
+        runs = {"zero3_1rank": _launch(args, "zero3" if gpu else "cpu", 1)}
     else:
         runs = {"zero0_1rank": _launch(args, "zero0", 1),
                 "zero3_2ranks": _launch(args, "zero3" if gpu else "cpu", 2)}
@@ -169,11 +183,12 @@ def run(args) -> int:
         ratio = runs["zero3_2ranks"]["model_state_bytes_per_rank"] / runs["zero0_1rank"]["model_state_bytes_per_rank"]
         report["memory_ratio_zero3_2ranks_vs_1rank"] = ratio
         report["memory_floor_met"] = ratio <= 0.6
-    print(f"{'run':<14} {'params':>10} {'ex/s':>9} {'tok/s':>10} {'state MiB/rank':>15}")
+    print(f"{'run':<14} {'params':>10} {'ex/s':>9} {'tok/s':>10} {'state MiB/rank':>15} {'peak RSS MiB/rank':>18}")
     for name, r in runs.items():
+        peaks = "/".join(f"{b / 2**20:.0f}" for b in r["peak_rss_bytes_per_rank"] if b is not None) or "-"
         print(f"{name:<14} {r['parameters']:>10} {r['examples_per_s']:>9.1f} {r['tokens_per_s']:>10.0f} "
-              f"{r['model_state_bytes_per_rank'] / 2**20:>15.2f}" + (f"  {r['model_tflops']:.1f} TFLOP/s"
-                                                                    if "model_tflops" in r else ""))
+              f"{r['model_state_bytes_per_rank'] / 2**20:>15.2f} {peaks:>18}"
+              + (f"  {r['model_tflops']:.1f} TFLOP/s" if "model_tflops" in r else ""))
     if "memory_ratio_zero3_2ranks_vs_1rank" in report:
         print(f"ZeRO-3 per-rank model state / 1 rank: {report['memory_ratio_zero3_2ranks_vs_1rank']:.3f} "
               f"(floor <= 0.6: {'met' if report['memory_floor_met'] else 'NOT met'})")
