@@ -240,3 +240,24 @@ def test_cognate_lexicons_share_roots_but_not_whole_words():
         assert 0.5 * len(content) <= len(shared) <= (1 - X.NON_COGNATE_SHARE / 2) * len(content), (lang, len(shared))
         assert not any(lex[c].form == en[c].form for c in content), lang
     assert all(CYRILLIC.search(X.LEXICONS["xc"][c].form) for c in content)
+
+
+@pytest.mark.parametrize("task", ["demo_xnli", "demo_nli"])
+def test_nli_labels_need_premise_and_hypothesis(task):
+    """A bag-of-words classifier trained on the hypotheses alone stays at chance (the hypothesis is
+    drawn before the label), one on the premises alone near it, and the same classifier given
+    both sides (with which words each side lacks) learns the labels: the label is in the relation."""
+    from xrobust.data.synthetic import DEFAULT_SIZES, generate_task
+    from xrobust.data.synthetic_check import nli_bow_baseline
+
+    rows = generate_task(task, 0, {**DEFAULT_SIZES, "train": 3000, "dev": 1500, "test": 1})
+    train, dev = rows[("train", "en")], rows[("dev", "en")]
+    labels = DEMO_TASKS[task]["labels"]
+    # 1500 dev items: one standard error of an accuracy near 1/3 is 1.2 points
+    hyp = nli_bow_baseline(train, dev, labels, "hypothesis")
+    assert hyp["train"] > 0.5, hyp  # it does fit its training set ...
+    assert hyp["eval"] < 1 / 3 + 0.04, hyp  # ... and learns nothing that carries over
+    premise = nli_bow_baseline(train, dev, labels, "premise")
+    assert premise["eval"] < 1 / 3 + 0.07, premise
+    pair = nli_bow_baseline(train, dev, labels, "pair")
+    assert pair["eval"] > 0.8, pair

@@ -95,7 +95,7 @@ def _jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def _generate_task(name: str, seed: int, sizes: dict) -> dict[tuple[str, str], list[dict]]:
+def generate_task(name: str, seed: int, sizes: dict) -> dict[tuple[str, str], list[dict]]:
     """(split, lang) -> rows. Eval meanings are drawn first and excluded from train; every eval
     item is rendered in every language, so dev/test sets are parallel across languages."""
     sample, render = _GENERATORS[name]
@@ -210,7 +210,7 @@ def build_world(root: str | Path, seed: int = 0, *, sizes: dict | None = None) -
 
     tatoeba_text: set[str] = set()
     for name in DEMO_TASKS:
-        for (split, lang), rows in _generate_task(name, seed, sizes).items():
+        for (split, lang), rows in generate_task(name, seed, sizes).items():
             write(f"data/{name}/{split}-{lang}.jsonl", _jsonl(rows))
             if name == "demo_tatoeba":
                 tatoeba_text.update(t for r in rows for t in (r["source"], r["target"]))

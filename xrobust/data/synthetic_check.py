@@ -162,6 +162,60 @@ def retrieval_accuracy(encoder_dir, world: dict, *, task: str = "demo_tatoeba", 
     return {"accuracy": acc}
 
 
+def _words(text: str) -> list[str]:
+    return text.lower().replace(".", " .").split()
+
+
+def _nli_features(row: dict, view: str) -> list[str]:
+    """Bag of words and word bigrams of the hypothesis, of the premise, or of both ("pair") plus
+    which words of each side the other lacks, with the lengths."""
+    a, b = _words(row["text_a"]), _words(row["text_b"])
+    out = []
+    if view in ("hypothesis", "pair"):
+        out += ["h:" + w for w in b] + ["h2:" + x + " " + y for x, y in zip(b, b[1:])] + [f"h#{len(b)}"]
+    if view in ("premise", "pair"):
+        out += ["p:" + w for w in a] + ["p2:" + x + " " + y for x, y in zip(a, a[1:])] + [f"p#{len(a)}"]
+    if view == "pair":
+        only_h, only_p = [w for w in b if w not in set(a)], [w for w in a if w not in set(b)]
+        out += ["h-p:" + w for w in only_h] + ["p-h:" + w for w in only_p] + [f"h-p#{len(only_h)}", f"p-h#{len(only_p)}"]
+    return out
+
+
+def nli_bow_baseline(train: list[dict], evaluate: list[dict], labels, view: str = "hypothesis",
+                     steps: int = 300, seed: int = 0) -> dict:
+    """Logistic regression on `_nli_features(row, view)`, trained on `train` rows ({text_a,
+    text_b, label}); returns {"train": accuracy, "eval": accuracy} in [0, 1]. With view
+    "hypothesis" it measures how much of an NLI set is solvable without the premise."""
+    import torch
+
+    vocab: dict[str, int] = {}
+    for row in train:
+        for f in _nli_features(row, view):
+            vocab.setdefault(f, len(vocab))
+
+    def matrix(rows):
+        x = torch.zeros(len(rows), len(vocab))
+        for i, row in enumerate(rows):
+            for f in _nli_features(row, view):
+                if f in vocab:
+                    x[i, vocab[f]] += 1
+        return x, torch.tensor([list(labels).index(r["label"]) for r in rows])
+
+    (xt, yt), (xe, ye) = matrix(train), matrix(evaluate)
+    gen = torch.Generator().manual_seed(seed)
+    w = (0.01 * torch.randn(len(vocab), len(labels), generator=gen)).requires_grad_()
+    b = torch.zeros(len(labels), requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=0.05)
+    for _ in range(steps):  # full batch; a little L2 so that rare features do not decide alone
+        loss = torch.nn.functional.cross_entropy(xt @ w + b, yt) + 1e-3 * w.pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return {name: round(((x @ w + b).argmax(-1) == y).float().mean().item(), 4)
+                for name, (x, y) in (("train", (xt, yt)), ("eval", (xe, ye)))}
+
+
 def main(argv=None) -> None:
     from xrobust.data.synthetic import build_world
     from xrobust.modeling.pretrain import pretrain_mlm

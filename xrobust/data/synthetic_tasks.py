@@ -118,116 +118,173 @@ def key(meaning) -> str:
 
 
 # ---- NLI -----------------------------------------------------------------------------------------
-def _optional_parts(c: dict) -> list[str]:
-    parts = [f"pp{i}" for i in range(len(c["pps"]))]
-    if c.get("time"):
-        parts.append("time")
+# Premise and hypothesis describe the same event (as in SNLI), so a slot both fill with different
+# values contradicts. The label is computed from the two meanings alone (`nli_label`). The
+# hypothesis is drawn before the label and independently of it, so the hypothesis alone says
+# nothing about the label: a model has to relate it to the premise.
+SOMEONE = {"kind": "someone"}
+Q_FULL, Q_GAP, OMIT, P_SOMEONE, MIN_OPTIONAL = 0.3, 0.9, 0.3, 0.25, 3
+_OPTIONAL = ("adj", "loc", "with", "org", "time")  # slots a sentence may leave out
+
+
+def _statements(c: dict) -> dict:
+    """What a clause states, slot by slot: agent, obj (noun concept or name), num, adj, one entry
+    per adpositional role (loc, with, org) and time. The verb is shared by construction."""
+    out = {"agent": c["agent"]}
     o = c.get("obj")
-    if o and o["kind"] == "noun" and o.get("adj"):
-        parts.append("adj")
-    return parts
+    if o is not None:
+        out["obj"] = o["noun"] if o["kind"] == "noun" else o["name"]
+        if o.get("num") is not None:
+            out["num"] = o["num"]
+        if o.get("adj"):
+            out["adj"] = o["adj"]
+    for _, np, role in c["pps"]:
+        out[role] = np["name"]
+    if c.get("time"):
+        out["time"] = c["time"]
+    return out
 
 
-def _drop(c: dict, part: str) -> None:
-    if part == "time":
-        c["time"] = None
-    elif part == "adj":
-        c["obj"]["adj"] = None
-    else:
-        c["pps"][int(part[2:])] = None
+def _conflict(slot: str, a, b) -> bool:
+    if a == b:
+        return False
+    if slot == "agent":  # two named agents of one event; "someone" or "the teacher" may be anyone
+        return a["kind"] == b["kind"] == "name"
+    if slot == "adj":  # red vs blue contradict, red vs big do not
+        return ADJ_CLASS_OF[a] == ADJ_CLASS_OF[b]
+    return slot != "with"  # one place, organisation, object, number and time per event; companions add up
 
 
-def _cleanup(c: dict) -> dict:
-    c["pps"] = [pp for pp in c["pps"] if pp is not None]
+def nli_label(premise: dict, hyp: dict) -> str:
+    """contradiction if a slot of the hypothesis conflicts with the premise's; else neutral if the
+    hypothesis states something the premise does not; else entailment."""
+    if premise["verb"] != hyp["verb"] or premise.get("neg") or hyp.get("neg"):
+        raise ValueError("nli_label: premise and hypothesis must be affirmative clauses with one verb")
+    p, h = _statements(premise), _statements(hyp)
+    if any(slot in p and _conflict(slot, p[slot], v) for slot, v in h.items()):
+        return "contradiction"
+    if any(v != SOMEONE and p.get(slot) != v for slot, v in h.items()):
+        return "neutral"
+    return "entailment"
+
+
+def _is_person(np: dict) -> bool:
+    return (np["kind"] == "name" and np["ner"] == "PER") or (np["kind"] == "noun" and np["noun"] in PERSON_NOUNS)
+
+
+def _view(c: dict, keep: set[str], someone: bool) -> dict:
+    """`c` with only the optional slots in `keep`, and its agent generalised to "someone" if asked."""
+    v = copy.deepcopy(c)
+    v["pps"] = [pp for pp in v["pps"] if pp[2] in keep]
+    if "time" not in keep:
+        v["time"] = None
+    if v.get("obj") and v["obj"]["kind"] == "noun" and "adj" not in keep:
+        v["obj"]["adj"] = None
+    if someone:
+        v["agent"] = dict(SOMEONE)
+    return v
+
+
+def _conflictable(h: dict, lexical: bool) -> list[str]:
+    """Slots of the hypothesis whose value a premise can contradict."""
+    s = _statements(h)
+    out = [slot for slot in ("num", "loc", "org", "time") if slot in s]
+    if h["agent"]["kind"] == "name":
+        out.append("agent")
+    if "obj" in s and (h["obj"]["kind"] == "name" or (lexical and h["obj"]["noun"] in OBJECT_NOUNS)):
+        out.append("obj")
+    if lexical and "adj" in s:
+        out.append("adj")
+    return out
+
+
+def _gaps(h: dict) -> list[str]:
+    """What a premise can leave out so that the hypothesis says more than it (neutral). Not the
+    agent: a premise says "someone" only where its hypothesis does, so that word is no cue."""
+    s = _statements(h)
+    return [slot for slot in _OPTIONAL if slot in s]
+
+
+def _change(rng: random.Random, pools: Pools, c: dict, slot: str) -> dict:
+    """A copy of `c` with another value in `slot` (one that contradicts the original)."""
+    c = copy.deepcopy(c)
+    o = c.get("obj")
+    if slot == "agent":
+        c["agent"] = (_distinct_person(rng, pools, {c["agent"]["name"].split()[0]}) if c["agent"]["ner"] == "PER"
+                      else {**c["agent"], "name": _other(rng, pools.orgs, c["agent"]["name"])})
+    elif slot == "num":
+        o["num"] = _other(rng, range(2, 10), o["num"])
+    elif slot == "adj":
+        o["adj"] = _other(rng, ADJ_CLASSES[ADJ_CLASS_OF[o["adj"]]], o["adj"])
+    elif slot == "time":
+        c["time"] = _other(rng, TIME_ADVERBS, c["time"])
+    elif slot == "obj" and o["kind"] == "noun":
+        o["noun"] = _other(rng, list(OBJECT_NOUNS), o["noun"])
+    elif slot == "obj":
+        fresh = {"LOC": pools.place, "ORG": pools.org}.get(o["ner"])
+        c["obj"] = _distinct_person(rng, pools, {o["name"].split()[0], c["agent"].get("name", " ").split()[0]}) \
+            if fresh is None else {**o, "name": _other(rng, pools.places if o["ner"] == "LOC" else pools.orgs, o["name"])}
+    else:  # loc or org: another place / organisation
+        choices = pools.places if slot == "loc" else pools.orgs
+        c["pps"] = [(p, {**np, "name": _other(rng, choices, np["name"])} if r == slot else np, r) for p, np, r in c["pps"]]
     return c
 
 
-def make_nli_pair(rng: random.Random, pools: Pools, premise: dict, label: str, lexical: bool = True) -> dict | None:
-    """Hypothesis meaning for `label`, or None when `premise` does not allow that edit.
-
-    entailment: drop modifiers or generalise the agent to "someone" (premises are affirmative,
-    so dropping information preserves truth). contradiction: negate, or replace a value of an
-    exclusive slot (adjective within its class, place, number). neutral: add information the
-    premise does not have, or change a participant. Each label may also drop other modifiers,
-    so hypothesis length alone does not give the label away. With lexical=False only edits that
-    involve negation, names, numbers and time adverbs are used (no adjective-class or noun
-    knowledge), which keeps the target task learnable by a tiny encoder in a few seconds.
-    """
-    h = copy.deepcopy(premise)
-    optional = _optional_parts(h)
-    edits = []
-    if label == "entailment":
-        if optional and rng.random() < 0.75:
-            for part in rng.sample(optional, rng.randint(1, len(optional))):
-                _drop(h, part)
-            edits.append("drop")
-        if not edits or rng.random() < 0.3:
-            h["agent"] = {"kind": "someone"}
-            edits.append("someone")
+def _nli_event(rng: random.Random, pools: Pools, facts: bool) -> dict:
+    """An affirmative event with most optional slots filled, for a pair to describe in part."""
+    if facts:
+        c = sample_fact(rng, pools)
+        roles = {r for _, _, r in c["pps"]}
+        if "loc" not in roles and c["verb"] != "visit" and rng.random() < 0.8:
+            c["pps"].append(("in", pools.place(rng), "loc"))
+        if "with" not in roles and c["verb"] != "meet" and _is_person(c["agent"]) and rng.random() < 0.5:
+            c["pps"].append(("with", _distinct_person(rng, pools, {c["agent"]["name"].split()[0]}), "with"))
+        c["time"] = rng.choice(TIME_ADVERBS) if rng.random() < 0.8 else None
     else:
-        choices = []
-        if label == "contradiction":
-            choices.append("negate")
-            if lexical and h.get("obj") and h["obj"]["kind"] == "noun" and h["obj"].get("adj"):
-                choices.append("swap_adj")
-            if any(r == "loc" for _, _, r in h["pps"]):
-                choices.append("swap_loc")
-            if h.get("obj") and h["obj"]["kind"] == "noun" and h["obj"].get("num"):
-                choices.append("swap_num")
-        else:
-            o = h.get("obj")
-            if lexical and o and o["kind"] == "noun" and not o.get("adj") and o["noun"] in OBJECT_NOUNS:
-                choices.append("add_adj")
-            if not any(r == "loc" for _, _, r in h["pps"]):
-                choices.append("add_loc")
-            if not h.get("time"):
-                choices.append("add_time")
-            if h["agent"]["kind"] == "name" and h["agent"]["ner"] == "PER":
-                choices.append("other_agent")
-            if lexical and o and o["kind"] == "noun" and o["noun"] in OBJECT_NOUNS:
-                choices.append("other_obj")
-        if not choices:
-            return None
-        edit = rng.choice(choices)
-        # optionally drop an unrelated modifier first (never the slot the edit touches)
-        protect = {"swap_adj": "adj", "swap_loc": "loc"}.get(edit)
-        droppable = [p for p in optional if not (p == "adj" and protect == "adj") and not (
-            p.startswith("pp") and protect == "loc" and h["pps"][int(p[2:])][2] == "loc")]
-        if droppable and rng.random() < 0.4:
-            _drop(h, rng.choice(droppable))
-        _cleanup(h)
-        o = h.get("obj")
-        if edit == "negate":
-            h["neg"] = True
-        elif edit == "swap_adj":
-            o["adj"] = _other(rng, ADJ_CLASSES[ADJ_CLASS_OF[o["adj"]]], o["adj"])
-        elif edit == "swap_loc":
-            h["pps"] = [(p, {**np, "name": _other(rng, pools.places, np["name"])} if r == "loc" else np, r)
-                        for p, np, r in h["pps"]]
-        elif edit == "swap_num":
-            o["num"] = _other(rng, range(2, 10), o["num"])
-        elif edit == "add_adj":
-            o["adj"] = rng.choice(ADJECTIVES)
-        elif edit == "add_loc":
-            h["pps"].append(("in", pools.place(rng), "loc"))
-        elif edit == "add_time":
-            h["time"] = rng.choice(TIME_ADVERBS)
-        elif edit == "other_agent":
-            h["agent"] = _distinct_person(rng, pools, {h["agent"]["name"].split()[0]})
-        elif edit == "other_obj":
-            o["noun"] = _other(rng, list(OBJECT_NOUNS), o["noun"])
-    return _cleanup(h)
+        c = sample_event(rng, pools, p_loc=0.85, p_with=0.5, p_time=0.8)
+    c["neg"] = False
+    return c
 
 
-def sample_nli(rng, pools, facts: bool, lexical: bool = True) -> tuple[dict, dict, str]:
+def sample_nli(rng: random.Random, pools: Pools, facts: bool, lexical: bool = True) -> tuple[dict, dict, str]:
+    """(premise, hypothesis, label). A full event is drawn, the hypothesis keeps a random part of
+    it (its optional slots each with probability 1/2, its agent possibly generalised to
+    "someone"), and only then is the label drawn and the premise built for it from the same
+    event: entailment keeps every slot of the hypothesis (and maybe more), neutral leaves one or
+    two of them out, contradiction gives one of them another value (and may leave one out too).
+    The hypothesis, drawn before the label, is independent of it. With lexical=False no
+    contradiction needs word knowledge (no adjective classes, no other object noun): every
+    conflict is between names, digits or time adverbs."""
+    while True:  # a hypothesis that admits all three labels; the test depends on it alone
+        event = _nli_event(rng, pools, facts)
+        optional = [slot for slot in _OPTIONAL if slot in _statements(event)]
+        if len(optional) < MIN_OPTIONAL:
+            continue
+        keep = {slot for slot in optional if rng.random() < 0.5}
+        someone = _is_person(event["agent"]) and rng.random() < P_SOMEONE
+        hyp = _view(event, keep, someone)
+        conflicts, gaps = _conflictable(hyp, lexical), _gaps(hyp)
+        if conflicts and gaps:
+            break
     label = NLI_LABELS[rng.randrange(3)]
-    while True:
-        premise = sample_fact(rng, pools) if facts else sample_event(rng, pools)
-        premise.setdefault("time", None)
-        premise["neg"] = False
-        hyp = make_nli_pair(rng, pools, premise, label, lexical)
-        if hyp is not None and hyp != premise:
-            return premise, hyp, label
+    someone_p = someone and rng.random() < 0.5
+    source, gap = event, None
+    if label == "neutral":
+        gap = rng.choice(gaps)
+    elif label == "contradiction":
+        slot = rng.choice(conflicts)
+        source = _change(rng, pools, event, slot)
+        others = [g for g in gaps if g != slot]
+        if others and rng.random() < OMIT:  # a contradiction may also leave something out
+            gap = rng.choice(others)
+    # the premise adds slots the hypothesis lacks; more often when it leaves one out, so that
+    # premises of every label are alike in length and in which slots they fill
+    extra = Q_GAP if gap else Q_FULL
+    keep_p = (keep - {gap}) | {slot for slot in optional if slot not in keep and rng.random() < extra}
+    premise = _view(source, keep_p, someone_p)
+    if nli_label(premise, hyp) != label:
+        raise AssertionError(f"demo NLI generator: built a {label} pair that reads as {nli_label(premise, hyp)}")
+    return premise, hyp, label
 
 
 def nli_row(lang: str, item) -> dict:
