@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from xrobust.io import atomic_write_bytes
 
 from . import metrics as M
-from .report import _task_order, language_deltas, language_score, mean_chance
+from .report import _task_order, language_deltas, language_score, languages, mean_chance
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> None:
@@ -42,12 +42,17 @@ def _relative(value: float, chance: float) -> float:
 
 
 def heatmap_png(results: Mapping, path: str | os.PathLike, chance: Mapping | None = None) -> None:
+    """`heatmap_figure` as a PNG file."""
+    _save(heatmap_figure(results, chance), path)
+
+
+def heatmap_figure(results: Mapping, chance: Mapping | None = None) -> Figure:
     """Task x language heatmap of per-language task scores, each cell printed; blank where a task
     lacks a language. The colour is the score relative to the task's chance level for that
     language (white at chance, blue above, red below), so tasks with different chance levels
     share one scale; each row's label states its chance level."""
     tasks = _task_order(results["tasks"])
-    langs = list(dict.fromkeys(l for t in tasks for l in results["tasks"][t]["languages"]))
+    langs = languages(results)
     grid = np.full((len(tasks), len(langs)), np.nan)
     colour = np.full_like(grid, np.nan)
     for i, t in enumerate(tasks):
@@ -77,7 +82,7 @@ def heatmap_png(results: Mapping, path: str | os.PathLike, chance: Mapping | Non
     bar = fig.colorbar(im, ax=ax, fraction=0.04, ticks=[-1, 0, 1])
     bar.ax.set_yticklabels(["0", "chance", "100"], fontsize=8)
     bar.set_label("score relative to the task's chance level", fontsize=8)
-    _save(fig, path)
+    return fig
 
 
 def delta_png(results_a: Mapping, results_b: Mapping, path: str | os.PathLike,

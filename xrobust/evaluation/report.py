@@ -120,6 +120,12 @@ def _fmt(v) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1f}"
 
 
+def languages(results: Mapping) -> list[str]:
+    """Every language of the results, English (the training language) first, then as they come."""
+    langs = list(dict.fromkeys(l for t in _task_order(results["tasks"]) for l in results["tasks"][t]["languages"]))
+    return sorted(langs, key=lambda l: l != "en")
+
+
 def xtreme_status(results: Mapping) -> str:
     """The XTREME score, or why a run has none: it is the mean over all nine XTREME tasks."""
     if results.get("score") is not None:
@@ -148,7 +154,7 @@ def languages_markdown(results: Mapping, chance: Mapping | None = None) -> str:
     """One row per task, one column per language: the per-language task score (see
     `language_score`), with the task's chance level (mean over its languages) when known."""
     tasks = _task_order(results["tasks"])
-    langs = list(dict.fromkeys(l for t in tasks for l in results["tasks"][t]["languages"]))
+    langs = languages(results)
     lines = ["| task | chance | " + " | ".join(langs) + " | avg |", "|---|" + "---:|" * (len(langs) + 2)]
     for task in tasks:
         ms = results["tasks"][task]["languages"]
