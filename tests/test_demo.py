@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from world import build_small_world, env, run_cli, write_config
+from world import env, run_cli
 
 # what a warning looks like on the console: Python's "...Warning: message" and DeepSpeed's logger
 WARNING_LINE = re.compile(r"\w+Warning: |\[WARNING\]|^W\d{4} ", re.MULTILINE)
@@ -74,31 +74,28 @@ def test_library_warnings_are_filtered_and_the_users_are_not():
 
 @pytest.mark.multirank
 @pytest.mark.slow
-def test_two_rank_pipeline_console_has_no_library_warnings(tmp_path):
-    """A demo-like run (2 ranks, ZeRO-3, offline W&B, intermediate -> target -> evaluation) shows its
-    progress and results but no warning line from any library, in any rank."""
-    world = build_small_world(tmp_path)
-    small = {"batch_size": 8, "micro_batch_size": 4, "max_steps": 2, "eval_every": 2, "save_every": 2,
-             "max_dev_examples": 16}
-    cfg = write_config(world, tmp_path / "quiet.yaml", "quiet", tmp_path / "runs",
-                       tracking={"mode": "offline", "project": "xrobust-quiet"},
-                       phases={"intermediate": {"tasks": ["demo_nli", "demo_qa"], **small},
-                               "target": {"tasks": ["demo_xnli", "demo_ner"], "multitask": False, **small}},
-                       evaluation={"tasks": ["demo_xnli", "demo_ner", "demo_tatoeba"], "max_examples": 20, "layer": 2})
-    wandb = {var: str(tmp_path / "wandb" / sub) for var, sub in (("WANDB_DIR", "dir"), ("WANDB_DATA_DIR", "data"),
-                                                                 ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config"))}
-    e = {**env(), **wandb, "WANDB_MODE": "offline"}
-    e.pop("PYTHONWARNINGS", None)
-    from world import cli_command, REPO
+def test_two_rank_pipeline_console_has_no_library_warnings(e2e_world, tmp_path):
+    """A demo-like run (2 ranks under torchrun, ZeRO-3, offline W&B as the demo has it, intermediate
+    -> target -> zero-shot evaluation) shows its progress and results but no warning line from
+    any library, in any rank."""
+    from e2e_world import REPO
 
-    proc = subprocess.run(cli_command(["pipeline", "--config", str(cfg)], ranks=2), env=e, cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
+    cfg = e2e_world.config(tmp_path / "quiet.yaml", "quiet", tmp_path / "runs", max_steps=2)
+    body = json.loads(cfg.read_text())
+    body["evaluation"] = {"tasks": ["demo_xnli", "demo_tatoeba"], "max_examples": 20, "layer": 2}
+    cfg.write_text(json.dumps(body))
+    env = e2e_world.env(WANDB_DIR=str(tmp_path / "wandb"))
+    for var in ("WANDB_SILENT", "PYTHONWARNINGS"):  # as a user's shell has it
+        env.pop(var, None)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "xrobust.cli", "pipeline", "--config", str(cfg)],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
     console = proc.stdout + proc.stderr
     assert proc.returncode == 0, console[-6000:]
     assert "intermediate" in console and "evaluate" in console  # the phases' progress bars
     assert (tmp_path / "runs" / "quiet" / "results.json").is_file()
-    found = WARNING_LINE.findall(console)
-    assert not found, "\n".join(line for line in console.splitlines() if WARNING_LINE.search(line))[:6000]
+    warnings_seen = [line for line in console.splitlines() if WARNING_LINE.search(line)]
+    assert not warnings_seen, "\n".join(warnings_seen)[:6000]
 
 
 @pytest.mark.multirank

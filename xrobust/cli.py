@@ -59,6 +59,8 @@ def _quiet_libraries() -> None:
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)  # about code, never about a user's input
     warnings.filterwarnings("ignore", category=UserWarning, module=LIBRARIES)
+    # torch's C++ advisories name the Python line that called into torch, ours included
+    warnings.filterwarnings("ignore", message=r"(?s).*\(Triggered internally at ", category=UserWarning)
 
 
 def main(argv: list[str] | None = None) -> int:
