@@ -269,12 +269,38 @@ def test_nli_label_follows_polarity_and_what_each_side_states():
     assert (row["text_a"], row["text_b"]) == ("Nina never bought a cup in Kaldur yesterday.", "Nina bought a cup.")
 
 
+@pytest.mark.parametrize("facts", [False, True])
+def test_nli_label_given_one_side(facts):
+    """Bookkeeping on meanings: the best guess of the label from what a hypothesis shows (its
+    polarity and which slots it states), fitted on 20000 draws, is right 1/3 of the time on 20000
+    others; from a premise's polarity and slot count about half of the time (docs/DEMO.md: a
+    premise's length says whether it likely states one slot more or one less)."""
+    import random
+    from collections import Counter, defaultdict
+
+    from xrobust.data import synthetic_tasks as T
+
+    rng, pools = random.Random(0), T.Pools("train")
+    draws = [T.sample_nli(rng, pools, facts) for _ in range(40000)]
+    views = {"hypothesis": lambda p, h: (h["neg"], tuple(sorted(T._statements(h)))),
+             "premise": lambda p, h: (p["neg"], len(T._statements(p)))}
+    best = {}
+    for side, view in views.items():
+        table = defaultdict(Counter)
+        for p, h, label in draws[:20000]:
+            table[view(p, h)][label] += 1
+        guess = {k: c.most_common(1)[0][0] for k, c in table.items()}
+        best[side] = sum(guess.get(view(p, h)) == label for p, h, label in draws[20000:]) / 20000
+    # one standard error of an accuracy near 1/3 over 20000 draws is 0.33 points
+    assert best["hypothesis"] < 1 / 3 + 0.012, best
+    assert 0.44 < best["premise"] < 0.52, best
+
+
 @pytest.mark.parametrize("task", ["demo_xnli", "demo_nli"])
 def test_nli_labels_need_premise_and_hypothesis(task):
     """A bag-of-words classifier (naive Bayes on words and word pairs) fitted on the hypotheses
-    alone stays at chance (the hypothesis is drawn before the label), one on the premises alone
-    near it (their length says a little), and the same classifier given both sides, with which
-    words each side lacks, does better: the label is in the relation between the two."""
+    alone stays at chance (the hypothesis is drawn before the label); the same classifier given
+    both sides, with which words each side lacks, does far better than on either side alone."""
     from xrobust.data.synthetic import DEFAULT_SIZES, generate_task
     from xrobust.data.synthetic_check import nli_bow_baseline
 

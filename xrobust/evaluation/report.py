@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from typing import Mapping
 
 from xrobust.errors import DataError, XRobustError
@@ -261,7 +261,7 @@ def chance_levels(labels_dir: str | os.PathLike, split: str = "test") -> dict[st
     return out
 
 
-def labels_dir(results_dir: str | os.PathLike, split: str) -> Path:
+def gold_folder(results_dir: str | os.PathLike, split: str) -> Path:
     """Where the gold files behind a results folder are: <run>/labels, for the run's own
     results.json (test) and for eval-<split>/ alike."""
     out = Path(results_dir)
@@ -316,13 +316,13 @@ def language_deltas(results_a: Mapping, results_b: Mapping) -> dict[str, dict[st
 def write_report(results: Mapping, out_dir: str | os.PathLike, title: str = "XTREME results",
                  chance: Mapping | None = None) -> list[Path]:
     """report.md plus heatmap.png in out_dir; returns the written paths. Chance levels default to
-    those of the gold files next to the results (`labels_dir`)."""
+    those of the gold files next to the results (`gold_folder`)."""
     from .plots import heatmap_png
 
     out = Path(out_dir)
     if chance is None:
-        chance = chance_levels(labels_dir(out, (results.get("settings") or {}).get("split", "test")),
-                               (results.get("settings") or {}).get("split", "test"))
+        split = (results.get("settings") or {}).get("split", "test")
+        chance = chance_levels(gold_folder(out, split), split)
     md, png = out / "report.md", out / "heatmap.png"
     atomic_write_text(md, xtreme_markdown(results, title, chance) + "\n![task x language](heatmap.png)\n")
     heatmap_png(results, png, chance)
