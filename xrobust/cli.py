@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from . import errors
 from .errors import XRobustError
@@ -39,12 +40,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Warnings the libraries raise about their own internals (DeepSpeed calling a deprecated torch
+# API, transformers advisories): a user of the CLI cannot act on them. xrobust's own warnings, about
+# the user's inputs, are untouched.
+LIBRARIES = r"(torch|deepspeed|transformers|datasets|huggingface_hub|accelerate|tokenizers|wandb|" \
+            r"sentencepiece|seqeval|sklearn|numpy|matplotlib|triton|pydantic)(\.|$)"
+
+
 def _quiet_libraries() -> None:
-    """Our own progress bars show the work; the libraries' per-file bars and advisories are noise."""
+    """Our own progress bars show the work; the libraries' per-file bars and advisories are noise.
+
+    Runs in every process the CLI starts, launched ranks included. `python -W ...` or
+    PYTHONWARNINGS (e.g. PYTHONWARNINGS=default) turns the warning filters off again."""
     for var in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
         os.environ.setdefault(var, "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if sys.warnoptions:
+        return
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)  # about code, never about a user's input
+    warnings.filterwarnings("ignore", category=UserWarning, module=LIBRARIES)
+    # torch's C++ advisories name the Python line that called into torch, ours included
+    warnings.filterwarnings("ignore", message=r"(?s).*\(Triggered internally at ", category=UserWarning)
 
 
 def _say(line: str, *, every_rank: bool = False) -> None:

@@ -69,7 +69,7 @@ def launch_command(launcher: str, ranks: int, cli_args: list[str]) -> list[str]:
 
 def demo(args) -> int:
     from ..config import load_config
-    from ..evaluation.report import load_results, xtreme_markdown
+    from ..evaluation.report import chance_levels, load_results, summary_markdown
 
     from ..config.schema import CHOICES
 
@@ -79,6 +79,9 @@ def demo(args) -> int:
     load_config("demo", list(args.overrides))  # a bad --set, too
     out = Path(args.out)
     name = "demo" if args.adversarial == "none" else f"demo-{args.adversarial}"
+    # the demo runs on CPU: say so before anything imports DeepSpeed, which otherwise probes for
+    # an accelerator and logs a warning about not finding one
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
     world = prepare_world(out)
     sets = demo_overrides(world, out, name, args.adversarial) + list(args.overrides)
     load_config("demo", sets)  # fail here, before any process starts, on a bad override
@@ -88,7 +91,6 @@ def demo(args) -> int:
     if args.overwrite:
         cli_args.append("--overwrite")
     env = dict(os.environ)
-    env.setdefault("DS_ACCELERATOR", "cpu")
     env.setdefault("OMP_NUM_THREADS", "1")
     run_dir = out / name
     env.setdefault("WANDB_DIR", str(run_dir))
@@ -97,6 +99,8 @@ def demo(args) -> int:
     proc = subprocess.run(launch_command(args.launcher, args.ranks, cli_args), env=env)
     if proc.returncode != 0:
         raise XRobustError(f"demo pipeline failed with exit code {proc.returncode} (run directory: {run_dir})")
-    print(xtreme_markdown(load_results(run_dir / "results.json"), title=f"Zero-shot results: {name}"))
+    results, chance = load_results(run_dir / "results.json"), chance_levels(run_dir / "labels")
+    print(summary_markdown(results, title=f"Zero-shot results: {name}", chance=chance))
+    print(f"per-task tables, settings and heatmap: {run_dir / 'report.md'}")
     print(f"run directory: {run_dir}")
     return 0

@@ -27,11 +27,12 @@ from xrobust.errors import DataError
 from xrobust.io import atomic_write_json, atomic_write_text
 
 DEMO_LANGUAGES = LANGUAGES
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 MAX_LENGTH = 128  # longest input the tiny model accepts (QA contexts are ~60 tokens)
 
 DEFAULT_SIZES = {
-    "train": 2000,  # per task, English only
+    "train": 2000,  # per intermediate task, English only
+    "train_target": 8000,  # per target task, English only: fresh examples rather than epochs
     "dev": 200,  # per task and language
     "test": 200,
     "tatoeba": 200,  # per non-English language
@@ -78,7 +79,7 @@ _GENERATORS = {
     "demo_mc": (T.sample_mc, T.mc_row),
     "demo_qa": (lambda r, p: T.sample_qa(r, p, facts=0.0), T.qa_row),
     "demo_tag": (lambda r, p: T.sample_tagging(r, p, questions=True), T.pos_row),
-    "demo_xnli": (lambda r, p: T.sample_nli(r, p, facts=False, lexical=False), T.nli_row),
+    "demo_xnli": (lambda r, p: T.sample_nli(r, p, facts=False), T.nli_row),
     "demo_pos": (lambda r, p: T.sample_tagging(r, p, questions=False), T.pos_row),
     "demo_ner": (T.sample_ner, T.ner_row),
     "demo_xqa": (lambda r, p: T.sample_qa(r, p, facts=0.6), T.qa_row),
@@ -95,7 +96,7 @@ def _jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def _generate_task(name: str, seed: int, sizes: dict) -> dict[tuple[str, str], list[dict]]:
+def generate_task(name: str, seed: int, sizes: dict) -> dict[tuple[str, str], list[dict]]:
     """(split, lang) -> rows. Eval meanings are drawn first and excluded from train; every eval
     item is rendered in every language, so dev/test sets are parallel across languages."""
     sample, render = _GENERATORS[name]
@@ -104,6 +105,8 @@ def _generate_task(name: str, seed: int, sizes: dict) -> dict[tuple[str, str], l
     seen: set[str] = set()
     for split in [s for s in ("dev", "test", "train") if s in spec["splits"]]:
         n = sizes["tatoeba"] if spec["format"] == "retrieval" else sizes[split]
+        if split == "train" and spec["role"] == "target":
+            n = sizes["train_target"]
         rng, pools = _rng(seed, name, split), T.Pools(split)
         items, attempts = [], 0
         while len(items) < n:
@@ -210,7 +213,7 @@ def build_world(root: str | Path, seed: int = 0, *, sizes: dict | None = None) -
 
     tatoeba_text: set[str] = set()
     for name in DEMO_TASKS:
-        for (split, lang), rows in _generate_task(name, seed, sizes).items():
+        for (split, lang), rows in generate_task(name, seed, sizes).items():
             write(f"data/{name}/{split}-{lang}.jsonl", _jsonl(rows))
             if name == "demo_tatoeba":
                 tatoeba_text.update(t for r in rows for t in (r["source"], r["target"]))

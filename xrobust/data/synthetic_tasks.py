@@ -34,9 +34,9 @@ class Pools:
         self.places = PLACES_A + (PLACES_B if heldout else ())
         self.orgs = ORGS_A + (ORGS_B if heldout else ())
 
-    def person(self, rng: random.Random) -> dict:
+    def person(self, rng: random.Random, p_surname: float = 0.6) -> dict:
         name = rng.choice(self.first)
-        if rng.random() < 0.6:  # multi-word names exercise I-PER
+        if rng.random() < p_surname:  # multi-word names exercise I-PER
             name += " " + rng.choice(self.surnames)
         return {"kind": "name", "name": name, "ner": "PER"}
 
@@ -118,115 +118,117 @@ def key(meaning) -> str:
 
 
 # ---- NLI -----------------------------------------------------------------------------------------
-def _optional_parts(c: dict) -> list[str]:
-    parts = [f"pp{i}" for i in range(len(c["pps"]))]
-    if c.get("time"):
-        parts.append("time")
+# A sentence asserts an event with the slots it states ("Nina bought a cup in Kaldur") or, negated,
+# that no such event happened ("Nina never bought a cup in Kaldur"). Premise and hypothesis state
+# parts of one event, so their values never clash; what decides the label is which side states
+# more and which side is negated (`nli_label`). Each sentence alone says nothing about the label:
+# the hypothesis, its polarity included, is drawn before the label and independently of it.
+_OPTIONAL = ("adj", "loc", "with", "org", "time")  # slots a sentence may leave out
+
+
+def _statements(c: dict) -> dict:
+    """What a clause states, slot by slot: agent, obj (noun concept or name), num, adj, one entry
+    per adpositional role (loc, with, org) and time. The verb is shared."""
+    out = {"agent": c["agent"]}
     o = c.get("obj")
-    if o and o["kind"] == "noun" and o.get("adj"):
-        parts.append("adj")
-    return parts
+    if o is not None:
+        out["obj"] = o["noun"] if o["kind"] == "noun" else o["name"]
+        if o.get("num") is not None:
+            out["num"] = o["num"]
+        if o.get("adj"):
+            out["adj"] = o["adj"]
+    for _, np, role in c["pps"]:
+        out[role] = np["name"]
+    if c.get("time"):
+        out["time"] = c["time"]
+    return out
 
 
-def _drop(c: dict, part: str) -> None:
-    if part == "time":
-        c["time"] = None
-    elif part == "adj":
-        c["obj"]["adj"] = None
+def nli_label(premise: dict, hyp: dict) -> str:
+    """The label of a pair of clauses about one event (same verb, consistent values).
+
+    Both affirmative: entailment if the premise states everything the hypothesis does. Both
+    negated: entailment if the hypothesis states everything the premise does ("never bought a
+    cup" excludes "bought a cup in Kaldur"). Opposite polarity: contradiction if the affirmative
+    side states everything the negated side does (its event is one the other denies). Otherwise
+    neutral."""
+    p, h = _statements(premise), _statements(hyp)
+    if premise["verb"] != hyp["verb"] or any(p[k] != v for k, v in h.items() if k in p):
+        raise ValueError("nli_label: premise and hypothesis must state parts of one event")
+    p_in_h, h_in_p = set(p) <= set(h), set(h) <= set(p)
+    if bool(premise.get("neg")) == bool(hyp.get("neg")):
+        return "entailment" if (p_in_h if premise.get("neg") else h_in_p) else "neutral"
+    return "contradiction" if (p_in_h if premise.get("neg") else h_in_p) else "neutral"
+
+
+def _view(c: dict, keep: set[str], neg: bool) -> dict:
+    """`c` with only the optional slots in `keep`, negated or not."""
+    v = copy.deepcopy(c)
+    v["pps"] = [pp for pp in v["pps"] if pp[2] in keep]
+    if "time" not in keep:
+        v["time"] = None
+    if v.get("obj") and v["obj"]["kind"] == "noun" and "adj" not in keep:
+        v["obj"]["adj"] = None
+    v["neg"] = neg
+    return v
+
+
+def _optional(c: dict) -> list[str]:
+    return [slot for slot in _OPTIONAL if slot in _statements(c)]
+
+
+def _nli_event(rng: random.Random, pools: Pools, facts: bool) -> dict:
+    """An affirmative event with most optional slots filled, for a pair to describe in part."""
+    if facts:
+        c = sample_fact(rng, pools)
+        if c["agent"]["ner"] == "PER":  # full names: few facts repeat, so few pairs are drawn twice
+            c["agent"] = pools.person(rng, p_surname=1.0)
+        roles = {r for _, _, r in c["pps"]}
+        if "loc" not in roles and c["verb"] != "visit" and rng.random() < 0.8:
+            c["pps"].append(("in", pools.place(rng), "loc"))
+        if "with" not in roles and c["verb"] != "meet" and c["agent"]["ner"] == "PER" and rng.random() < 0.5:
+            c["pps"].append(("with", _distinct_person(rng, pools, {c["agent"]["name"].split()[0]}), "with"))
+        c["time"] = rng.choice(TIME_ADVERBS) if rng.random() < 0.6 else None
     else:
-        c["pps"][int(part[2:])] = None
-
-
-def _cleanup(c: dict) -> dict:
-    c["pps"] = [pp for pp in c["pps"] if pp is not None]
+        c = sample_event(rng, pools, p_loc=0.7, p_with=0.4, p_time=0.6)
+    c["neg"] = False
     return c
 
 
-def make_nli_pair(rng: random.Random, pools: Pools, premise: dict, label: str, lexical: bool = True) -> dict | None:
-    """Hypothesis meaning for `label`, or None when `premise` does not allow that edit.
-
-    entailment: drop modifiers or generalise the agent to "someone" (premises are affirmative,
-    so dropping information preserves truth). contradiction: negate, or replace a value of an
-    exclusive slot (adjective within its class, place, number). neutral: add information the
-    premise does not have, or change a participant. Each label may also drop other modifiers,
-    so hypothesis length alone does not give the label away. With lexical=False only edits that
-    involve negation, names, numbers and time adverbs are used (no adjective-class or noun
-    knowledge), which keeps the target task learnable by a tiny encoder in a few seconds.
-    """
-    h = copy.deepcopy(premise)
-    optional = _optional_parts(h)
-    edits = []
-    if label == "entailment":
-        if optional and rng.random() < 0.75:
-            for part in rng.sample(optional, rng.randint(1, len(optional))):
-                _drop(h, part)
-            edits.append("drop")
-        if not edits or rng.random() < 0.3:
-            h["agent"] = {"kind": "someone"}
-            edits.append("someone")
-    else:
-        choices = []
-        if label == "contradiction":
-            choices.append("negate")
-            if lexical and h.get("obj") and h["obj"]["kind"] == "noun" and h["obj"].get("adj"):
-                choices.append("swap_adj")
-            if any(r == "loc" for _, _, r in h["pps"]):
-                choices.append("swap_loc")
-            if h.get("obj") and h["obj"]["kind"] == "noun" and h["obj"].get("num"):
-                choices.append("swap_num")
-        else:
-            o = h.get("obj")
-            if lexical and o and o["kind"] == "noun" and not o.get("adj") and o["noun"] in OBJECT_NOUNS:
-                choices.append("add_adj")
-            if not any(r == "loc" for _, _, r in h["pps"]):
-                choices.append("add_loc")
-            if not h.get("time"):
-                choices.append("add_time")
-            if h["agent"]["kind"] == "name" and h["agent"]["ner"] == "PER":
-                choices.append("other_agent")
-            if lexical and o and o["kind"] == "noun" and o["noun"] in OBJECT_NOUNS:
-                choices.append("other_obj")
-        if not choices:
-            return None
-        edit = rng.choice(choices)
-        # optionally drop an unrelated modifier first (never the slot the edit touches)
-        protect = {"swap_adj": "adj", "swap_loc": "loc"}.get(edit)
-        droppable = [p for p in optional if not (p == "adj" and protect == "adj") and not (
-            p.startswith("pp") and protect == "loc" and h["pps"][int(p[2:])][2] == "loc")]
-        if droppable and rng.random() < 0.4:
-            _drop(h, rng.choice(droppable))
-        _cleanup(h)
-        o = h.get("obj")
-        if edit == "negate":
-            h["neg"] = True
-        elif edit == "swap_adj":
-            o["adj"] = _other(rng, ADJ_CLASSES[ADJ_CLASS_OF[o["adj"]]], o["adj"])
-        elif edit == "swap_loc":
-            h["pps"] = [(p, {**np, "name": _other(rng, pools.places, np["name"])} if r == "loc" else np, r)
-                        for p, np, r in h["pps"]]
-        elif edit == "swap_num":
-            o["num"] = _other(rng, range(2, 10), o["num"])
-        elif edit == "add_adj":
-            o["adj"] = rng.choice(ADJECTIVES)
-        elif edit == "add_loc":
-            h["pps"].append(("in", pools.place(rng), "loc"))
-        elif edit == "add_time":
-            h["time"] = rng.choice(TIME_ADVERBS)
-        elif edit == "other_agent":
-            h["agent"] = _distinct_person(rng, pools, {h["agent"]["name"].split()[0]})
-        elif edit == "other_obj":
-            o["noun"] = _other(rng, list(OBJECT_NOUNS), o["noun"])
-    return _cleanup(h)
+# the premise states the hypothesis's slots, one more, one less, or one other in place of one
+RELATIONS = ("same", "more", "less", "swap")
 
 
-def sample_nli(rng, pools, facts: bool, lexical: bool = True) -> tuple[dict, dict, str]:
-    label = NLI_LABELS[rng.randrange(3)]
+def sample_nli(rng: random.Random, pools: Pools, facts: bool) -> tuple[dict, dict, str]:
+    """(premise, hypothesis, label). An event is drawn and the hypothesis states a random part of
+    it (each optional slot with probability 1/2), affirmed or negated with probability 1/2. Then,
+    independently, the premise states the same slots, one more, one less or one other in place
+    of one (`RELATIONS`), again affirmed or negated with probability 1/2, and `nli_label` reads the
+    label off the pair. Of the 16 (premise polarity, hypothesis polarity, relation) cells, 4 give
+    entailment, 4 contradiction and 8 neutral; a neutral pair is kept with probability 1/2, so
+    the labels are balanced for either polarity of either sentence and for every hypothesis: the
+    hypothesis alone says nothing about the label. Premises of every label also have, in the same
+    proportions, one slot more, as many or one less than their hypotheses."""
     while True:
-        premise = sample_fact(rng, pools) if facts else sample_event(rng, pools)
-        premise.setdefault("time", None)
-        premise["neg"] = False
-        hyp = make_nli_pair(rng, pools, premise, label, lexical)
-        if hyp is not None and hyp != premise:
+        event = _nli_event(rng, pools, facts)
+        optional = _optional(event)
+        keep = {slot for slot in optional if rng.random() < 0.5}
+        spare = [slot for slot in optional if slot not in keep]
+        # the premise must be able to state one slot more or one less; three optional slots make
+        # so many pairs per event that few repeat (a repeat is drawn again, which would otherwise
+        # thin out the labels of the most repetitive cells)
+        if len(optional) < 3 or not keep or not spare:
+            continue
+        relation = rng.choice(RELATIONS)
+        keep_p = set(keep)
+        if relation in ("less", "swap"):
+            keep_p.discard(rng.choice(sorted(keep)))
+        if relation in ("more", "swap"):
+            keep_p.add(rng.choice(spare))
+        hyp = _view(event, keep, rng.random() < 0.5)
+        premise = _view(event, keep_p, rng.random() < 0.5)
+        label = nli_label(premise, hyp)
+        if label != "neutral" or rng.random() < 0.5:
             return premise, hyp, label
 
 
