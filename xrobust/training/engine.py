@@ -9,9 +9,8 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from ..shipped import shipped_folder
 from . import distributed as dist
-
-DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
 
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -26,10 +25,11 @@ def ds_config_path(name_or_path: str) -> Path:
         if not path.is_file():
             raise ConfigError(f"key 'deepspeed': {path} not found")
         return path
-    path = DS_CONFIG_DIR / f"{name_or_path}.json"
+    folder = shipped_folder("ds_configs")
+    path = folder / f"{name_or_path}.json"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in DS_CONFIG_DIR.glob("*.json")))
-        raise ConfigError(f"key 'deepspeed': no DeepSpeed config named '{name_or_path}' in {DS_CONFIG_DIR} (known: {known})")
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.json")))
+        raise ConfigError(f"key 'deepspeed': no DeepSpeed config named '{name_or_path}' in {folder} (known: {known})")
     return path
 
 

@@ -1,0 +1,75 @@
+"""xrobust installed from a wheel, used from outside the repository: the shipped DeepSpeed configs and
+sbatch templates come with it (their only copies are ds_configs/ and slurm/), so it trains, evaluates
+and renders Slurm scripts without the source tree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from e2e_world import REPO
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wheel")
+    wheels = root / "dist"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=600, cwd=root)
+    assert build.returncode == 0, build.stderr[-3000:]
+    (wheel,) = wheels.glob("xrobust-*.whl")
+    site = root / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
+                              str(wheel)], capture_output=True, text=True, timeout=600, cwd=root)
+    assert install.returncode == 0, install.stderr[-3000:]
+    return {"wheel": wheel, "site": site, "outside": root}
+
+
+def test_the_wheel_carries_one_copy_of_the_shipped_files(installed):
+    names = set(zipfile.ZipFile(installed["wheel"]).namelist())
+    for path in sorted((REPO / "ds_configs").glob("*.json")):
+        assert f"xrobust/ds_configs/{path.name}" in names
+    for path in sorted((REPO / "slurm").iterdir()):
+        assert f"xrobust/launch/templates/{path.name}" in names
+    assert any(n.startswith("xrobust/config/presets/") for n in names)
+    assert not (REPO / "xrobust" / "launch" / "templates").exists()  # no second copy in the tree
+
+
+def test_installed_wheel_trains_evaluates_and_renders(installed, e2e_world, tmp_path):
+    outside = installed["outside"]
+    env = e2e_world.env(PYTHONPATH=str(installed["site"]), WANDB_MODE="disabled")
+
+    def cli(*args, timeout=600):
+        proc = subprocess.run([sys.executable, "-m", "xrobust.cli", *args], env=env, cwd=outside,
+                              capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, f"xrobust {' '.join(args)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        return proc
+
+    where = subprocess.run([sys.executable, "-c", "import xrobust; print(xrobust.__file__)"], env=env, cwd=outside,
+                           capture_output=True, text=True, timeout=120)
+    assert where.stdout.strip().startswith(str(installed["site"])), where.stdout + where.stderr
+
+    cfg = e2e_world.config(tmp_path / "wheel.json", "wheel", tmp_path / "runs", max_steps=2, tracking="disabled")
+    body = json.loads(cfg.read_text())
+    body["deepspeed"] = "zero3"  # a shipped config looked up by name
+    body["phases"] = {"target": {"tasks": ["demo_xnli"], "max_steps": 2, "batch_size": 8, "micro_batch_size": 8,
+                                 "eval_every": 0, "save_every": 0, "max_dev_examples": 8, "max_length": 32}}
+    body["evaluation"] = {"tasks": ["demo_xnli"], "max_examples": 8}
+    cfg.write_text(json.dumps(body))
+    cli("train", "--config", str(cfg), "--phase", "target")
+    run = tmp_path / "runs" / "wheel"
+    assert (run / "target" / "demo_xnli" / "final").is_dir() or any(run.rglob("model.safetensors"))
+    cli("eval", "--run", str(run))
+    assert "demo_xnli" in json.loads((run / "results.json").read_text())["tasks"]
+
+    out = tmp_path / "job.sbatch"
+    cli("slurm", "render", "--template", "intermediate_multitask", "--config", str(cfg), "--out", str(out),
+        "--var", f"WORKDIR={outside}")
+    assert "srun" in out.read_text()
