@@ -30,7 +30,12 @@ def _featurize(spec, examples, tokenizer, train):
     return featurize(examples, spec, tokenizer, train=train, **kw)
 
 
-def test_requests_go_to_the_replica_hub(hub):
+def test_requests_go_to_the_replica_hub(hub, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    # empty caches: an earlier test's load of the same set must not spare the downloads checked here
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     hub.store.requests.clear()
     load_examples("sst2", "dev")
     paths = [p for _, p in hub.store.requests]
