@@ -123,3 +123,30 @@ def test_demo_beats_chance(tmp_path):
     xnli = results["tasks"]["demo_xnli"]["languages"]
     zero_shot = sum(xnli[lang]["accuracy"] for lang in ("xa", "xb", "xc")) / 3
     assert zero_shot > 100 / 3 + 5, xnli
+
+
+def test_interrupt_reaches_the_launcher_and_is_waited_for(tmp_path):
+    """Ctrl-C on `xrobust demo`: the launcher gets one SIGINT and time to stop its ranks; the demo returns
+    only after it exited (a launcher killed outright would leave its ranks running)."""
+    child = tmp_path / "launcher.py"
+    child.write_text(
+        "import signal, sys, time\n"
+        "def stop(sig, frame):\n"
+        "    time.sleep(1.0)  # ranks writing their checkpoint\n"
+        f"    open({str(tmp_path / 'stopped')!r}, 'a').write(f'{{sig}}\\n'); sys.exit(7)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        f"open({str(tmp_path / 'ready')!r}, 'w').close()\n"
+        "time.sleep(60)\n")
+    code = (
+        "import os, signal, sys, threading, time\n"
+        "from xrobust.commands.demo import run_launcher\n"
+        f"ready = {str(tmp_path / 'ready')!r}\n"
+        "def interrupt():\n"
+        "    while not os.path.exists(ready): time.sleep(0.05)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "threading.Thread(target=interrupt, daemon=True).start()\n"
+        f"print(run_launcher([sys.executable, {str(child)!r}], dict(os.environ)))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(7, True)"
+    assert (tmp_path / "stopped").read_text() == f"{int(__import__('signal').SIGINT)}\n"  # one SIGINT, handled

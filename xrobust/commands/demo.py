@@ -8,6 +8,7 @@ intermediate multi-task training, target training and zero-shot evaluation throu
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,25 @@ def launch_command(launcher: str, ranks: int, cli_args: list[str]) -> list[str]:
             "--standalone", "-m", "xrobust.cli", *cli_args]  # --standalone: torchrun picks a free port
 
 
+def run_launcher(command: list[str], env: dict) -> tuple[int, bool]:
+    """Run the launcher in its own session and pass it one Ctrl-C or SIGTERM: it stops its ranks (they
+    checkpoint, as on preemption) and the demo waits for that, instead of killing the launcher and
+    leaving its ranks behind. Returns (exit code, whether a signal came)."""
+    proc = subprocess.Popen(command, env=env, start_new_session=True)  # the terminal's Ctrl-C reaches only us
+    received = []
+
+    def forward(signum, _frame):
+        received.append(signum)
+        proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return proc.wait(), bool(received)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def demo(args) -> int:
     from ..config import load_config
     from ..evaluation.report import chance_levels, load_results, summary_markdown
@@ -96,9 +116,12 @@ def demo(args) -> int:
     env.setdefault("WANDB_DIR", str(run_dir))
     for var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
         env.setdefault(var, str(out / "demo-world" / "wandb"))
-    proc = subprocess.run(launch_command(args.launcher, args.ranks, cli_args), env=env)
-    if proc.returncode != 0:
-        raise XRobustError(f"demo pipeline failed with exit code {proc.returncode} (run directory: {run_dir})")
+    returncode, interrupted = run_launcher(launch_command(args.launcher, args.ranks, cli_args), env)
+    if interrupted:
+        raise XRobustError(f"demo interrupted (exit code {returncode}); continue it with `xrobust demo --resume` "
+                           f"(run directory: {run_dir})")
+    if returncode != 0:
+        raise XRobustError(f"demo pipeline failed with exit code {returncode} (run directory: {run_dir})")
     results, chance = load_results(run_dir / "results.json"), chance_levels(run_dir / "labels")
     print(summary_markdown(results, title=f"Zero-shot results: {name}", chance=chance))
     print(f"per-task tables, settings and heatmap: {run_dir / 'report.md'}")
