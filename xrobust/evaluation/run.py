@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -95,8 +96,8 @@ def _retrieval_scores(cfg, spec, model, tokenizer, split, lang, ev, out: Path):
     def embed(bitext_side):
         phase = _phase_for(cfg, spec.name)
         feats = featurize_cached(cfg, spec, bitext_side, tokenizer, phase, train=False)
-        return torch.tensor(forward_outputs(model, feats, tokenizer, None, ev.batch_size, hidden_layer=ev.layer,
-                                            pooling=ev.pooling))
+        rows = forward_outputs(model, feats, tokenizer, None, ev.batch_size, hidden_layer=ev.layer, pooling=ev.pooling)
+        return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0)
 
     def load(s):
         return load_bitext(spec, s, lang, source=cfg.data.sources.get(spec.name), root=cfg.data.root,
