@@ -104,7 +104,7 @@ def demo(args) -> int:
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     world = prepare_world(out)
     sets = demo_overrides(world, out, name, args.adversarial) + list(args.overrides)
-    load_config("demo", sets)  # fail here, before any process starts, on a bad override
+    cfg = load_config("demo", sets)  # fail here, before any process starts, on a bad override
     cli_args = ["pipeline", "--config", "demo"] + [a for s in sets for a in ("--set", s)]
     if args.resume:
         cli_args.append("--resume")
@@ -112,7 +112,7 @@ def demo(args) -> int:
         cli_args.append("--overwrite")
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
-    run_dir = out / name
+    run_dir = Path(cfg.output_dir) / cfg.name  # a --set name=... or output_dir=... of the user's wins
     env.setdefault("WANDB_DIR", str(run_dir))
     for var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
         env.setdefault(var, str(out / "demo-world" / "wandb"))
