@@ -29,7 +29,7 @@ from world import REPO, build_small_world, cli_command, env, write_config  # noq
 from xrobust.cli import main  # noqa: E402
 
 PHASE = {"tasks": ["demo_nli"], "batch_size": 8, "micro_batch_size": 8, "max_steps": 4, "eval_every": 0,
-         "save_every": 2, "max_dev_examples": 16, "max_length": 48}
+         "save_every": 2, "max_dev_examples": 16, "max_length": 48, "lr": 1.0e-3}
 TARGET = {"tasks": ["demo_xnli"], "multitask": False, "batch_size": 8, "micro_batch_size": 8, "max_steps": 2,
           "eval_every": 0, "save_every": 0, "max_dev_examples": 16, "max_length": 48}
 EVALUATION = {"tasks": ["demo_xnli", "demo_tatoeba"], "max_examples": 10, "layer": 2, "batch_size": 16}
