@@ -29,5 +29,5 @@ setup(
         "triton; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
     extras_require={"dev": ["pytest", "pytest-timeout"]},
-    entry_points={"console_scripts": ["xrobust=xrobust.cli:main"]},
+    entry_points={"console_scripts": ["xrobust=xrobust.cli:run"]},
 )

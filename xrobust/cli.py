@@ -108,5 +108,27 @@ def main(argv: list[str] | None = None) -> int:
         FLAG.uninstall()  # the command is over (matters when main is called in-process, as tests do)
 
 
+def _leave_process_group() -> None:
+    """Destroy the process group before the interpreter exits. Left to C++ static destructors at exit,
+    gloo's threads can abort a rank after its work is done ("terminate called without an active
+    exception", seen on a resumed 2-node Slurm job), and srun --kill-on-bad-exit then fails the job."""
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # exiting anyway; the exit code is the command's
+            pass
+
+
+def run() -> None:
+    """The process entry (console script, `python -m xrobust.cli`, every launcher's ranks)."""
+    code = main()
+    _leave_process_group()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
