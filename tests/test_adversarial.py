@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 from pathlib import Path
 
@@ -11,12 +9,11 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
-from adv_common import FORMATS, make_batch, tiny_model  # noqa: E402
+from adv_common import FORMATS, join_process_group, make_batch, tiny_model  # noqa: E402
 
 from xrobust.adversarial import build_strategy, symmetric_kl  # noqa: E402
 from xrobust.config.schema import AdversarialConfig  # noqa: E402
 from xrobust.errors import ConfigError  # noqa: E402
-from xrobust.kernels.builds import build_deepspeed_comm_ops  # noqa: E402
 
 METHODS = ("none", "fgm", "pgd", "freelb", "smart", "r3f", "rs-rp", "rs-da")
 GRAD_METHODS = ("fgm", "pgd", "freelb", "smart")
@@ -34,17 +31,7 @@ def cfg_for(method: str, **kw) -> AdversarialConfig:
 
 @pytest.fixture(scope="module", autouse=True)
 def dist():
-    import deepspeed
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
-                 "LOCAL_RANK": "0", "DS_ACCELERATOR": "cpu"}.items():
-        os.environ.setdefault(k, v)
-    if not torch.distributed.is_initialized():
-        build_deepspeed_comm_ops()  # a killed earlier build must not hang this one
-        deepspeed.init_distributed(dist_backend="gloo")
+    join_process_group()
     yield
 
 

@@ -26,8 +26,6 @@ References (commits as fetched):
 from __future__ import annotations
 
 import math
-import os
-import socket
 import sys
 from pathlib import Path
 
@@ -36,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
-from adv_common import make_batch, tiny_model  # noqa: E402
+from adv_common import join_process_group, make_batch, tiny_model  # noqa: E402
 
 from xrobust.adversarial import build_strategy  # noqa: E402
 from xrobust.config.schema import AdversarialConfig  # noqa: E402
@@ -48,16 +46,7 @@ GRAD_FLOOR = 1e-2
 
 @pytest.fixture(scope="module", autouse=True)
 def dist():
-    import deepspeed
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
-                 "LOCAL_RANK": "0", "DS_ACCELERATOR": "cpu"}.items():
-        os.environ.setdefault(k, v)
-    if not torch.distributed.is_initialized():
-        deepspeed.init_distributed(dist_backend="gloo")
+    join_process_group()
     yield
 
 

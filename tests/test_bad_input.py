@@ -18,13 +18,8 @@ PHASE = {"tasks": ["demo_nli"], "batch_size": 8, "micro_batch_size": 8, "max_ste
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _restore_environment():
-    """These runs join a 1-rank process group in this process, which sets RANK etc.; later tests that
-    launch jobs must not inherit them."""
-    saved = dict(os.environ)
+def _restore_environment(restore_environment):
     yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")

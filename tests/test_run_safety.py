@@ -36,13 +36,8 @@ EVALUATION = {"tasks": ["demo_xnli", "demo_tatoeba"], "max_examples": 10, "layer
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _restore_environment():
-    """In-process runs join a 1-rank process group, which sets RANK etc.; later tests that launch
-    jobs must not inherit them."""
-    saved = dict(os.environ)
+def _restore_environment(restore_environment):
     yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")

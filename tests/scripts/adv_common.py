@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 FORMATS = ("classification", "multiple_choice", "span_qa", "tagging")
 HEAD_OF = {"classification": "cls", "multiple_choice": "mc", "span_qa": "qa", "tagging": "tag"}
+
+
+def join_process_group() -> None:
+    """The process group as every xrobust entry joins it (a 1-rank file-store group when no launcher set
+    one up; DeepSpeed's CPU comm op built under the stale-lock guard)."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from xrobust.training.distributed import init_distributed
+
+    init_distributed()
 
 
 def tiny_model(seed: int = 0, dropout: float = 0.0, attention_dropout: float = 0.0):

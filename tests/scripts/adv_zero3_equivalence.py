@@ -52,8 +52,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from adv_common import FORMATS, HEAD_OF, make_batch, tiny_model  # noqa: E402
-from xrobust.kernels.builds import build_deepspeed_comm_ops  # noqa: E402
+from adv_common import FORMATS, HEAD_OF, join_process_group, make_batch, tiny_model  # noqa: E402
 
 STEPS, GAS, WORLD = 3, 2, 2
 LR, CLIP = 0.1, 1.0
@@ -368,10 +367,7 @@ def main():
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--local_rank", type=int, default=0)
     args = ap.parse_args()
-    import deepspeed
-
-    build_deepspeed_comm_ops()  # a killed earlier build must not hang this one
-    deepspeed.init_distributed(dist_backend="gloo")
+    join_process_group()
     rank = torch.distributed.get_rank()
     assert torch.distributed.get_world_size() == WORLD
     results, ok = {}, True

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from xrobust.launch.env import PREEMPTED_EXIT_CODE, distributed_env_from_slurm
-from xrobust.kernels.builds import build_deepspeed_comm_ops
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--local_rank", type=int, default=None)
@@ -37,9 +36,9 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 import deepspeed  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
+from xrobust.training.distributed import init_distributed  # noqa: E402
 
-build_deepspeed_comm_ops()  # a killed earlier build must not hang this one
-deepspeed.init_distributed(dist_backend="gloo", verbose=False)
+init_distributed()
 rank, world = dist.get_rank(), dist.get_world_size()
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))

@@ -125,6 +125,7 @@ def _worker(args) -> int:
 
     from xrobust.adversarial import build_strategy
     from xrobust.config.schema import AdversarialConfig
+    from xrobust.kernels.bench import cpu_model
     from xrobust.kernels.builds import build_deepspeed_comm_ops
     from xrobust.modeling.model import HeadSpec, XRobustModel
 
@@ -213,7 +214,7 @@ def _worker(args) -> int:
         meta = {"hidden": cfg.hidden_size, "layers": cfg.num_hidden_layers, "heads": cfg.num_attention_heads,
                 "seq_len": args.seq_len, "batch_per_rank": args.batch, "ranks": dist.get_world_size(), "K": args.k,
                 "rounds": args.rounds, "warmup_rounds": args.warmup, "torch_threads": torch.get_num_threads(),
-                "load_average_before": load_before, "load_average_after": load_after, "cpu": _cpu_name()}
+                "load_average_before": load_before, "load_average_after": load_after, "cpu": cpu_model()}
         results = [{k: r[k] for k in ("label", "method", "floor", "passes", "times", "reductions")}
                    for r in runners]
         with open(args.out, "w", encoding="utf-8") as fh:
@@ -222,17 +223,6 @@ def _worker(args) -> int:
     return 0
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def floor_for(kind, K):

@@ -13,7 +13,7 @@ import random
 
 from xrobust.data.synthetic_grammar import Tok, detokenize, render_clause, render_np, render_question
 from xrobust.data.synthetic_lexicon import (
-    ADJ_CLASS_OF, ADJ_CLASSES, ADJECTIVES, FACT_VERBS, FIRST_NAMES_A, FIRST_NAMES_B, NEGATIVE_VERBS,
+    ADJECTIVES, FIRST_NAMES_A, FIRST_NAMES_B, NEGATIVE_VERBS,
     NEUTRAL_VERBS, OBJECT_NOUNS, ORGS_A, ORGS_B, PERSON_NOUNS, PLACES_A, PLACES_B, POSITIVE_VERBS,
     SURNAMES_A, SURNAMES_B, TIME_ADVERBS,
 )

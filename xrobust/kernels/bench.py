@@ -65,7 +65,8 @@ def _time_interleaved(fns, device, warmup, repeats):
     return [(statistics.median(t), min(t)) for t in times]
 
 
-def _cpu_model():
+def cpu_model() -> str:
+    """The CPU's model name as the benchmarks report it (/proc/cpuinfo, else platform)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
@@ -127,7 +128,7 @@ def run(args) -> int:
                                 bytes_per_element=per_element))
         del deltas, grads, dsts
 
-    machine = _cpu_model() if device.type == "cpu" else torch.cuda.get_device_name(device)
+    machine = cpu_model() if device.type == "cpu" else torch.cuda.get_device_name(device)
     report = dict(device=device.type, machine=machine, threads=torch.get_num_threads(), norm=args.norm,
                   granularity=args.granularity, grad_dtype=args.grad_dtype, warmup=args.warmup,
                   repeats=args.repeats, footprint_mb=args.footprint_mb, torch=torch.__version__, results=results)

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from ..errors import XRobustError
+from ..kernels.bench import cpu_model
 
 # bf16 dense tensor-core peak per GPU, TFLOP/s, from NVIDIA's datasheets (the "with sparsity" figures
 # halved). Matched against torch.cuda.get_device_name() as whole words, the most specific name first.
@@ -126,7 +127,7 @@ def environment(cuda: bool) -> dict:
 
     env = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
            "deepspeed": deepspeed.__version__, "transformers": transformers.__version__, "triton": None,
-           "cpu": _cpu_model(), "gpus": [], "driver": None}
+           "cpu": cpu_model(), "gpus": [], "driver": None}
     try:
         import triton
 
@@ -149,16 +150,6 @@ def _nvidia_smi(field: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.splitlines()[0].strip() if proc.returncode == 0 and proc.stdout.strip() else None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # -- the training job (one process per rank) ------------------------------------------------------
