@@ -40,5 +40,5 @@ def test_zero3_two_ranks_match_eager_for_every_method(tmp_path):
     result = json.loads(out.read_text())
     failed = {k: v for k, v in result["results"].items() if not v["passed"]}
     assert not failed, json.dumps(failed, indent=1)
-    assert set(result["results"]) >= {"none", "fgm", "pgd", "freelb", "freelb-linf", "smart", "r3f", "rs-rp"}
+    assert set(result["results"]) >= {"none", "fgm", "pgd", "pgd-zero-start", "freelb", "freelb-linf", "smart", "r3f", "rs-rp"}
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -153,7 +153,7 @@ def test_xlmr_large_zero3_two_ranks_freelb_kill_resume_export(large, tmp_path):
     cfg_path = tmp_path / "large.yaml"
     cfg_path.write_text(yaml.safe_dump({
         "base": "demo", "name": name, "output_dir": str(tmp_path / "runs"), "deepspeed": "cpu",
-        "model": {"name_or_path": str(large["model_dir"]), "dtype": "fp32", "dropout": 0.0},
+        "model": {"name_or_path": str(large["model_dir"]), "dtype": "fp32", "dropout": 0.0, "random_init": True},
         "tracking": {"mode": "disabled"},
         "data": {"root": str(large["world"]["data_root"]), "cache_dir": str(tmp_path / "cache")},
         "phases": {"intermediate": PHASE}}, sort_keys=False))

@@ -66,6 +66,7 @@ CASES = {  # projection radius active everywhere it exists (step_size > max_norm
     "none": dict(),
     "fgm": dict(step_size=0.5, max_norm=0.3),
     "pgd": dict(steps=2, step_size=0.5, max_norm=0.3, init_mag=0.1),
+    "pgd-zero-start": dict(steps=3, step_size=0.5, max_norm=0.3, init_mag=0.0),
     "freelb": dict(steps=3, step_size=0.5, max_norm=0.3, init_mag=0.1),
     "freelb-linf": dict(steps=2, step_size=0.05, max_norm=0.02, init_mag=0.01, norm="linf"),
     "smart": dict(steps=2, step_size=1e-2, max_norm=5e-3, init_mag=1e-3, weight=2.0),
@@ -75,7 +76,7 @@ CASES = {  # projection radius active everywhere it exists (step_size > max_norm
 
 
 def method_of(case):
-    return case.split("-linf")[0]
+    return case.removesuffix("-linf").removesuffix("-zero-start")
 
 
 def format_of(case_i, s):
@@ -207,16 +208,24 @@ def eager_micro(case, model, holder, batch, cfg, scale):
         adv = fwd(delta).loss
         (adv * scale).backward()
         st = dict(loss=(clean + adv).item(), clean_loss=clean.item(), adv_loss=adv.item(), delta_norm=ex_norm(delta))
-    elif method == "pgd":
-        delta = random_start(shape, real, mag, eps, norm)
-        for _ in range(K):
+    elif method == "pgd":  # the snippet's order: clean pass first; a zero start ascends from its gradient
+        delta = random_start(shape, real, mag, eps, norm) if mag > 0 else None
+        d = torch.zeros(shape, dtype=DT, requires_grad=True)
+        clean = fwd(d).loss
+        (g,) = torch.autograd.grad(clean, d, retain_graph=True)
+        (clean * scale).backward()
+        steps = K
+        if delta is None:
+            record(g)
+            delta = ascend(torch.zeros(shape, dtype=DT), g, real, alpha, eps, norm, (1, 2))
+            steps -= 1
+        for _ in range(steps):
             d = delta.clone().requires_grad_(True)
             (g,) = torch.autograd.grad(fwd(d).loss, d)
             record(g)
             delta = ascend(delta, g, real, alpha, eps, norm, (1, 2))
-        clean = model(**batch).loss
         adv = fwd(delta).loss
-        ((clean + adv) * scale).backward()
+        (adv * scale).backward()
         st = dict(loss=(clean + adv).item(), clean_loss=clean.item(), adv_loss=adv.item(), delta_norm=ex_norm(delta))
     elif method == "freelb":
         delta = random_start(shape, real, mag, eps, norm)

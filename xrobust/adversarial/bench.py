@@ -36,7 +36,8 @@ import time
 CASES = [
     ("plain", "none", {}, None),
     ("fgm", "fgm", {"step_size": 0.1}, None),
-    ("pgd-{K}", "pgd", {}, "pgd"),
+    ("pgd-{K}", "pgd", {"init_mag": 0.0}, "pgd"),  # zero start: K + 1 passes, the floor's count
+    ("pgd-{K}-random-start", "pgd", {"init_mag": 0.1}, None),  # one more ascent
     ("freelb-{K}", "freelb", {}, "freelb"),
     ("freelb-{K}-uncoalesced", "freelb", {"coalesce": False}, "freelb"),
     ("smart-1", "smart", {"steps": 1, "step_size": 1e-3, "init_mag": 1e-5, "max_norm": 1e-5, "norm": "linf"}, None),
@@ -97,7 +98,7 @@ def _cases(args):
 def _passes(method, settings) -> float:
     """Forward+backward passes one step makes, counting an ascent (no weight gradients) as one."""
     k = settings.get("steps", 1)
-    return {"none": 1, "fgm": 2, "pgd": k + 2, "freelb": k, "smart": k + 2, "r3f": 2, "rs-rp": 1}[method]
+    return {"none": 1, "fgm": 2, "pgd": k + 1 + (settings["init_mag"] > 0), "freelb": k, "smart": k + 2, "r3f": 2, "rs-rp": 1}[method]
 
 
 def _categorize(events) -> dict[str, float]:

@@ -209,49 +209,57 @@ class _Perturbed(Strategy):
         raise NotImplementedError
 
 
-class FGM(_Perturbed):
-    """Fast gradient method (Goodfellow et al. 2015; on embeddings, Miyato et al. 2017):
-    r = eps * g / ||g|| with g the clean-loss gradient, train on clean + adversarial loss.
-    eps = step_size; the clean backward yields g, so the cost is ~2 passes."""
+class PGD(_Perturbed):
+    """K-step projected gradient ascent on the embedding perturbation (Madry et al. 2018), trained
+    on clean + adversarial loss as in the common PGD snippet.
 
-    method = "fgm"
+    The clean pass goes first, through the engine (its parameter gradients are the clean loss's).
+    With a zero start (init_mag = 0, the snippet's) its backward also yields the first ascent
+    gradient, so K steps cost K + 1 training-pass equivalents: clean, K - 1 ascents (delta
+    gradients only, about 2/3 of a pass), adversarial. A random start in the ball (init_mag > 0,
+    Madry et al.'s) needs the gradient at the start point: K ascents."""
+
+    method = "pgd"
     backwards = 2
 
+    def _ascent_steps(self) -> int:
+        return self.cfg.steps
+
+    def _random_start(self) -> bool:
+        return self.cfg.init_mag > 0
+
     def _adv_step(self, engine, batch):
+        delta = self._init(batch) if self._random_start() else None
         zero = self._zeros(batch).requires_grad_(True)
         with self._reduction_scope(engine):
             with self.injector.active(zero):  # adding zeros leaves the forward bit-identical
                 clean = engine(**batch).loss
             engine.backward(clean)
-            g = zero.grad / grad_scale(engine)
-            delta = self._ascend(torch.zeros_like(g), g, batch)
+            steps = self._ascent_steps()
+            if delta is None:
+                delta = self._ascend(torch.zeros_like(zero), zero.grad / grad_scale(engine), batch)
+                steps -= 1
+            for _ in range(steps):
+                g, _ = self._input_grad(engine, batch, delta, lambda out: out.loss)
+                delta = self._ascend(delta, g, batch)
             with self.injector.active(delta):
                 adv = engine(**batch).loss
             engine.backward(adv)
         return self._stats(clean + adv, clean, adv, delta)
 
 
-class PGD(_Perturbed):
-    """K-step projected gradient ascent (Madry et al. 2018) on the embedding perturbation from a
-    random start in the ball (zero start when init_mag = 0); the ascent passes produce no parameter
-    gradients; the parameters train on clean + adversarial loss (~K+1 passes)."""
+class FGM(PGD):
+    """Fast gradient method (Goodfellow et al. 2015; on embeddings, Miyato et al. 2017):
+    r = eps * g / ||g|| with g the clean-loss gradient (eps = step_size), trained on clean +
+    adversarial loss: PGD with one step from a zero start, ~2 passes."""
 
-    method = "pgd"
+    method = "fgm"
 
-    def _adv_step(self, engine, batch):
-        delta = self._init(batch)
-        for _ in range(self.cfg.steps):
-            g, _ = self._input_grad(engine, batch, delta, lambda out: out.loss)
-            delta = self._ascend(delta, g, batch)
-        # clean and adversarial inputs as one doubled batch: one forward/backward, one ZeRO-3
-        # parameter gather and one gradient reduction instead of two
-        with self.injector.active(torch.cat([torch.zeros_like(delta), delta.detach()], 0)):
-            logits = engine(**self._double(batch)).logits
-        clean_logits, adv_logits = logits.chunk(2, 0)
-        clean = self._task_loss(batch, clean_logits)
-        adv = self._task_loss(batch, adv_logits)
-        engine.backward(clean + adv)
-        return self._stats(clean + adv, clean, adv, delta)
+    def _ascent_steps(self) -> int:
+        return 1
+
+    def _random_start(self) -> bool:
+        return False
 
 
 class _RngReplay:
