@@ -125,6 +125,9 @@ def _leave_process_group() -> None:
 
 def run() -> None:
     """The process entry (console script, `python -m xrobust.cli`, every launcher's ranks)."""
+    from .training.memory_trace import start_from_env
+
+    start_from_env()
     code = main()
     _leave_process_group()
     sys.exit(code)
