@@ -38,7 +38,8 @@ def _differences(old, new, where="") -> list[str]:
     """Dotted keys whose values differ; 1 and 1.0 differ, and so does the order of a mapping's keys
     (phases run in their mapping order)."""
     if isinstance(old, dict) and isinstance(new, dict):
-        order = [] if list(old) == list(new) or set(old) != set(new) else [f"{where}: key order {list(old)} -> {list(new)}"]
+        reordered = list(old) != list(new) and set(old) == set(new)
+        order = [f"{where}: key order {list(old)} -> {list(new)}"] if reordered else []
         return order + [d for k in sorted(set(old) | set(new)) for d in
                         _differences(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{where}.{k}" if where else k)]
     return [] if json.dumps(old) == json.dumps(new) else [f"{where}: {old!r} -> {new!r}"]
