@@ -1,7 +1,7 @@
 """Every shipped preset resolves to the config recorded in tests/data/preset_configs.json.
 
-The snapshot was generated from the presets and loader as they were before the presets became
-overlays (`base: [xstilts_<task>, freelb]`), so this test proves that restructuring the preset files
+The snapshot was generated from the ORIGINAL presets and loader (commit 61c1580, before the presets became
+overlays, `base: [xstilts_<task>, freelb]`), so this test proves that restructuring the preset files
 changed no effective config. It fails when any preset's resolved config (defaults filled in, validated)
 changes, when a preset appears or disappears, or when a preset that failed validation starts passing.
 
