@@ -37,7 +37,9 @@ def test_the_wheel_carries_one_copy_of_the_shipped_files(installed):
         assert f"xrobust/ds_configs/{path.name}" in names
     for path in sorted((REPO / "slurm").iterdir()):
         assert f"xrobust/launch/templates/{path.name}" in names
-    assert any(n.startswith("xrobust/config/presets/") for n in names)
+    presets = REPO / "xrobust" / "config" / "presets"
+    for path in sorted(presets.glob("*.yaml")) + sorted((presets / "overlays").glob("*.yaml")):
+        assert f"xrobust/config/presets/{path.relative_to(presets).as_posix()}" in names
     assert not (REPO / "xrobust" / "launch" / "templates").exists()  # no second copy in the tree
 
 

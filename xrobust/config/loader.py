@@ -16,10 +16,26 @@ from ..errors import ConfigError
 from .schema import CHOICES, RANGES, ExperimentConfig
 
 PRESET_PACKAGE = "xrobust.config.presets"
+OVERLAYS = "overlays"  # presets/overlays/: partial configs that a config adds through `base:`, never run alone
+
+
+def _shipped(folder: str = ""):
+    root = resources.files(PRESET_PACKAGE)
+    return root / folder if folder else root
+
+
+def _names(folder: str = "") -> list[str]:
+    return sorted(p.name[:-5] for p in _shipped(folder).iterdir() if p.name.endswith(".yaml"))
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+    """The shipped presets that `--config` accepts (overlays are listed by overlay_names)."""
+    return _names()
+
+
+def overlay_names() -> list[str]:
+    """The shipped overlays: one per adversarial method, added to a preset as in `base: [xstilts_mnli, freelb]`."""
+    return _names(OVERLAYS)
 
 
 def resolve_config_path(name_or_path: str) -> Path:
@@ -29,10 +45,23 @@ def resolve_config_path(name_or_path: str) -> Path:
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         return path
-    preset = resources.files(PRESET_PACKAGE) / f"{name_or_path}.yaml"
-    if not preset.is_file():
-        raise ConfigError(f"'{name_or_path}' is neither a config file nor a preset; presets: {', '.join(preset_names())}")
-    return Path(str(preset))
+    if name_or_path in preset_names():
+        return Path(str(_shipped() / f"{name_or_path}.yaml"))
+    if name_or_path in overlay_names():
+        raise ConfigError(f"'{name_or_path}' is an overlay, not a preset: it is not run alone but added to a config "
+                          f"through `base:`, e.g. base: [xstilts_mnli, {name_or_path}]")
+    raise ConfigError(f"'{name_or_path}' is neither a config file nor a preset; presets: {', '.join(preset_names())}; "
+                      f"overlays (for `base:` only): {', '.join(overlay_names())}")
+
+
+def _base_path(name: str, config: Path) -> Path:
+    """One element of `base:`: a file relative to the config naming it, a shipped overlay, or whatever
+    --config accepts (a preset name, a file path)."""
+    if (config.parent / name).is_file():
+        return config.parent / name
+    if name in overlay_names():
+        return Path(str(_shipped(OVERLAYS) / f"{name}.yaml"))
+    return resolve_config_path(name)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -61,21 +90,31 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return out
 
 
-def _load_raw(path: Path, seen: tuple = ()) -> dict:
-    """`base: <preset or file>` inherits from another config; this file's keys win."""
-    if path.resolve() in seen:
-        raise ConfigError(f"{path}: 'base' chain loops back to itself")
+def _load_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """`base:` names one config or a list of them, each loaded with its own bases and merged left to
+    right: a later base wins over an earlier one, and this file's keys win over all of them."""
+    chain += (path,)
+    if path.resolve() in {p.resolve() for p in chain[:-1]}:
+        raise ConfigError(f"{path}: 'base' chain loops back to itself: {' -> '.join(str(p) for p in chain)}")
     data = _read_yaml(path)
-    base = data.pop("base", None)
-    if base is None:
+    bases = data.pop("base", None)
+    if bases is None:
         return data
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: key 'base': expected a preset name or a file path, got {base!r}")
-    try:
-        base_path = (path.parent / base) if (path.parent / base).is_file() else resolve_config_path(base)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: key 'base': {exc}") from None
-    return _deep_merge(_load_raw(base_path, seen + (path.resolve(),)), data)
+    if not isinstance(bases, (str, list)) or not bases:
+        raise ConfigError(f"{path}: key 'base': expected a preset name, an overlay name, a file path or a "
+                          f"non-empty list of them, got {bases!r}")
+    merged: dict = {}
+    for i, name in enumerate([bases] if isinstance(bases, str) else bases):
+        key = "base" if isinstance(bases, str) else f"base[{i}]"
+        if not isinstance(name, str):
+            raise ConfigError(f"{path}: key '{key}': expected a preset name, an overlay name or a file path, "
+                              f"got {name!r}")
+        try:
+            base_path = _base_path(name, path)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: key '{key}': {exc}") from None
+        merged = _deep_merge(merged, _load_raw(base_path, chain))
+    return _deep_merge(merged, data)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
