@@ -5,6 +5,7 @@ and renders Slurm scripts without the source tree."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,8 +21,16 @@ pytestmark = pytest.mark.slow
 def installed(tmp_path_factory):
     root = tmp_path_factory.mktemp("wheel")
     wheels = root / "dist"
+    # from the tracked files only, as a clone or a git URL install would: a build/ folder left in the
+    # checkout would otherwise be packed into the wheel and hide a file missing from setup.py
+    source = root / "source"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=600, cwd=root)
+                            "-w", str(wheels), str(source)], capture_output=True, text=True, timeout=600, cwd=root)
     assert build.returncode == 0, build.stderr[-3000:]
     (wheel,) = wheels.glob("xrobust-*.whl")
     site = root / "site"
