@@ -288,9 +288,10 @@ def test_rsda_bad_neighbours_file(tmp_path):
 
 
 def test_write_demo_neighbours(tmp_path):
-    from xrobust.adversarial import read_neighbours, write_demo_neighbours
+    from xrobust.adversarial import read_neighbours
+    from xrobust.demo.neighbours import write_demo_neighbours
 
-    path = write_demo_neighbours(tmp_path, tmp_path / "demo" / "nb.tsv")
+    path = write_demo_neighbours(tmp_path / "demo" / "nb.tsv")
     table = read_neighbours(path)
     assert "car" in table and "red" in table
     assert "crimson" not in table["red"] and "blue" in table["red"]
