@@ -311,3 +311,15 @@ def test_adversarial_presets_load_and_validate():
             assert adv.method == method and cfg.name == f"{plain.name}-{method}"
             assert cfg.phases["intermediate"].tasks == plain.phases["intermediate"].tasks
             validate_adversarial(adv)
+
+
+def test_adversarial_bench_counts_the_passes_of_every_case():
+    """`xrobust bench adversarial` judges each method by its forward/backward passes per step."""
+    import argparse
+
+    from xrobust.bench.adversarial import _cases, _passes
+
+    passes = {label: _passes(method, settings) for label, method, settings, _ in
+              _cases(argparse.Namespace(k=2, methods=None))}
+    assert passes == {"plain": 1, "fgm": 2, "pgd-2": 3, "pgd-2-random-start": 4, "freelb-2": 2,
+                      "freelb-2-uncoalesced": 2, "smart-1": 3, "r3f": 2, "rs-rp": 1}

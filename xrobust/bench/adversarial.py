@@ -98,7 +98,7 @@ def _cases(args):
 def _passes(method, settings) -> float:
     """Forward+backward passes one step makes, counting an ascent (no weight gradients) as one."""
     k = settings.get("steps", 1)
-    return {"none": 1, "fgm": 2, "pgd": k + 1 + (settings["init_mag"] > 0), "freelb": k, "smart": k + 2, "r3f": 2, "rs-rp": 1}[method]
+    return {"none": 1, "fgm": 2, "pgd": k + 1 + (settings.get("init_mag", 0) > 0), "freelb": k, "smart": k + 2, "r3f": 2, "rs-rp": 1}[method]
 
 
 def _categorize(events) -> dict[str, float]:
