@@ -76,7 +76,7 @@ class E2EWorld:
 def build(root: Path) -> E2EWorld:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from xrobust.data.synthetic import build_world
+    from xrobust.demo.world import build_world
 
     root = Path(root)
     world = build_world(root / "world", seed=0, sizes=SIZES)

@@ -288,9 +288,10 @@ def test_rsda_bad_neighbours_file(tmp_path):
 
 
 def test_write_demo_neighbours(tmp_path):
-    from xrobust.adversarial import read_neighbours, write_demo_neighbours
+    from xrobust.adversarial import read_neighbours
+    from xrobust.demo.neighbours import write_demo_neighbours
 
-    path = write_demo_neighbours(tmp_path, tmp_path / "demo" / "nb.tsv")
+    path = write_demo_neighbours(tmp_path / "demo" / "nb.tsv")
     table = read_neighbours(path)
     assert "car" in table and "red" in table
     assert "crimson" not in table["red"] and "blue" in table["red"]
@@ -310,3 +311,15 @@ def test_adversarial_presets_load_and_validate():
             assert adv.method == method and cfg.name == f"{plain.name}-{method}"
             assert cfg.phases["intermediate"].tasks == plain.phases["intermediate"].tasks
             validate_adversarial(adv)
+
+
+def test_adversarial_bench_counts_the_passes_of_every_case():
+    """`xrobust bench adversarial` judges each method by its forward/backward passes per step."""
+    import argparse
+
+    from xrobust.bench.adversarial import _cases, _passes
+
+    passes = {label: _passes(method, settings) for label, method, settings, _ in
+              _cases(argparse.Namespace(k=2, methods=None))}
+    assert passes == {"plain": 1, "fgm": 2, "pgd-2": 3, "pgd-2-random-start": 4, "freelb-2": 2,
+                      "freelb-2-uncoalesced": 2, "smart-1": 3, "r3f": 2, "rs-rp": 1}

@@ -11,7 +11,8 @@ import pytest
 
 from world import run_cli
 
-from xrobust.training.bench_gpu import bf16_peak, count_weights, model_config, train_flops_per_token
+from xrobust.bench.gpu import bf16_peak
+from xrobust.bench.models import count_weights, model_config, train_flops_per_token
 
 
 def test_flop_count_of_xlmr_large():

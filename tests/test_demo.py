@@ -152,3 +152,21 @@ def test_interrupt_reaches_the_launcher_and_is_waited_for(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "(7, True)"
     assert (tmp_path / "stopped").read_text() == f"{int(__import__('signal').SIGINT)}\n"  # one SIGINT, handled
+
+
+def test_rs_da_demo_points_both_phases_at_a_written_neighbours_file(tmp_path):
+    """`xrobust demo --adversarial rs-da`: the demo writes the neighbours file into the world and the
+    overrides it passes to the pipeline make a config that validates."""
+    from xrobust.adversarial import read_neighbours
+    from xrobust.commands.demo import demo_overrides
+    from xrobust.config import load_config
+
+    world = {"root": str(tmp_path / "demo-world"), "encoder": str(tmp_path / "mlm"),
+             "data_root": str(tmp_path / "demo-world" / "data")}
+    sets = demo_overrides(world, tmp_path, "demo-rs-da", "rs-da")
+    cfg = load_config("demo", sets)
+    path = tmp_path / "demo-world" / "neighbours.tsv"
+    for phase in ("intermediate", "target"):
+        assert cfg.phases[phase].adversarial.method == "rs-da"
+        assert cfg.phases[phase].adversarial.neighbours == str(path)
+    assert "blue" in read_neighbours(path)["red"]

@@ -37,7 +37,7 @@ def test_tokenizer_training_is_deterministic(tokenizer, tmp_path):
 def test_tokenizer_rejects_empty_corpus(tmp_path):
     import pytest
 
-    from xrobust.data.tokenizer import train_sentencepiece_tokenizer
+    from xrobust.demo.tokenizer import train_sentencepiece_tokenizer
     from xrobust.errors import DataError
 
     with pytest.raises(DataError, match="no non-empty sentences"):

@@ -8,8 +8,8 @@ from xrobust.cli import main
 from xrobust.errors import DataError
 from xrobust.evaluation import metrics as M
 from xrobust.evaluation.plots import delta_png, heatmap_png
-from xrobust.evaluation.report import (build_results, compare_markdown, language_deltas, load_results,
-                                       write_report, write_results, xtreme_markdown)
+from xrobust.evaluation.report import compare_markdown, write_report, xtreme_markdown
+from xrobust.evaluation.results import build_results, language_deltas, load_results, write_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -54,7 +54,7 @@ def toy_run(one_thread, tmp_path_factory):
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from xrobust.data.loading import load_examples
-    from xrobust.data.synthetic import build_world
+    from xrobust.demo.world import build_world
     from xrobust.modeling import save_heads
     from xrobust.modeling.model import XRobustModel, head_spec_for
     from xrobust.tasks import get_task
@@ -429,7 +429,7 @@ def test_padding_benchmark_compares_like_with_like(toy_run):
     from argparse import Namespace
 
     from xrobust.errors import DataError
-    from xrobust.evaluation.bench import bench_padding
+    from xrobust.bench.evaluation import bench_padding
 
     args = Namespace(padding_world=str(toy_run["world"]["root"]), padding_task="demo_xnli", padding_batch_size=16,
                      padding_max_length=128, padding_repeats=1, seed=0, no_padding=False)

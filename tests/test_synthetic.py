@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from xrobust.data.synthetic import DEMO_LANGUAGES, DEMO_TASKS, MAX_LENGTH, build_world
+from xrobust.demo.world import DEMO_LANGUAGES, DEMO_TASKS, MAX_LENGTH, build_world
 from xrobust.errors import DataError
 
 SMALL = {"train": 120, "train_target": 150, "dev": 30, "test": 30, "tatoeba": 30, "corpus_mono": 300, "corpus_parallel": 400,
@@ -215,7 +215,7 @@ def test_pretrain_mlm_saves_a_loadable_deterministic_encoder(world, tmp_path):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from xrobust.modeling.pretrain import pretrain_mlm
+    from xrobust.demo.pretrain import pretrain_mlm
 
     a = pretrain_mlm(world, tmp_path / "a", steps=8, batch_size=8, lr=1e-3, seed=3)
     b = pretrain_mlm(world, tmp_path / "b", steps=8, batch_size=8, lr=1e-3, seed=3)
@@ -231,7 +231,7 @@ def test_pretrain_mlm_saves_a_loadable_deterministic_encoder(world, tmp_path):
 
 
 def test_cognate_lexicons_share_roots_but_not_whole_words():
-    from xrobust.data import synthetic_lexicon as X
+    from xrobust.demo import lexicon as X
 
     content = [*X.OBJECT_NOUNS, *X.PERSON_NOUNS, *X.VERBS, *X.FACT_VERBS, *X.ADJECTIVES]
     en = X.LEXICONS["en"]
@@ -245,7 +245,7 @@ def test_cognate_lexicons_share_roots_but_not_whole_words():
 
 
 def test_nli_label_follows_polarity_and_what_each_side_states():
-    from xrobust.data import synthetic_tasks as T
+    from xrobust.demo import task_generators as T
 
     event = {"agent": {"kind": "name", "name": "Nina", "ner": "PER"}, "verb": "buy", "neg": False,
              "obj": {"kind": "noun", "noun": "cup", "det": "a", "adj": None, "num": None},
@@ -278,7 +278,7 @@ def test_nli_label_given_one_side(facts):
     import random
     from collections import Counter, defaultdict
 
-    from xrobust.data import synthetic_tasks as T
+    from xrobust.demo import task_generators as T
 
     rng, pools = random.Random(0), T.Pools("train")
     draws = [T.sample_nli(rng, pools, facts) for _ in range(40000)]
@@ -301,8 +301,8 @@ def test_nli_labels_need_premise_and_hypothesis(task):
     """A bag-of-words classifier (naive Bayes on words and word pairs) fitted on the hypotheses
     alone stays at chance (the hypothesis is drawn before the label); the same classifier given
     both sides, with which words each side lacks, does far better than on either side alone."""
-    from xrobust.data.synthetic import DEFAULT_SIZES, generate_task
-    from xrobust.data.synthetic_check import nli_bow_baseline
+    from xrobust.demo.world import DEFAULT_SIZES, generate_task
+    from xrobust.demo.transfer_check import nli_bow_baseline
 
     rows = generate_task(task, 0, {**DEFAULT_SIZES, "train": 3000, "train_target": 3000, "dev": 3000, "test": 1})
     train, dev = rows[("train", "en")], rows[("dev", "en")]

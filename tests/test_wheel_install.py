@@ -5,6 +5,7 @@ and renders Slurm scripts without the source tree."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,28 @@ def test_the_wheel_carries_one_copy_of_the_shipped_files(installed):
     for path in sorted(presets.glob("*.yaml")) + sorted((presets / "overlays").glob("*.yaml")):
         assert f"xrobust/config/presets/{path.relative_to(presets).as_posix()}" in names
     assert not (REPO / "xrobust" / "launch" / "templates").exists()  # no second copy in the tree
+    sources = {p.relative_to(REPO).as_posix() for p in (REPO / "xrobust").rglob("*.py")}
+    assert {"xrobust/demo/world.py", "xrobust/bench/gpu.py", "xrobust/distributed.py"} <= sources
+    assert sources <= names, f"modules missing from the wheel: {sorted(sources - names)}"
+
+
+def test_installed_wheel_has_the_demo_and_every_benchmark(installed):
+    """`xrobust bench` says "not available in this build" for a benchmark module it cannot import."""
+    env = dict(os.environ, PYTHONPATH=str(installed["site"]))
+    probe = ("import sys, xrobust.bench.adversarial as m, xrobust.demo.world as w; "
+             "print(m.__file__); print(w.__file__)")
+    where = subprocess.run([sys.executable, "-c", probe], env=env, cwd=installed["outside"], capture_output=True,
+                           text=True, timeout=120)
+    assert where.returncode == 0, where.stderr[-2000:]
+    assert all(line.startswith(str(installed["site"])) for line in where.stdout.split()), where.stdout
+    for area, option in (("train", "--model"), ("eval", "--dim"), ("kernels", "--shapes"), ("adversarial", "--rounds"),
+                         ("gpu", "--peak-tflops")):
+        proc = subprocess.run([sys.executable, "-m", "xrobust.cli", "bench", area, "--help"], env=env,
+                              cwd=installed["outside"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and option in proc.stdout, f"bench {area}: {proc.stdout}{proc.stderr[-2000:]}"
+    demo = subprocess.run([sys.executable, "-m", "xrobust.cli", "demo", "--help"], env=env, cwd=installed["outside"],
+                          capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0 and "--adversarial" in demo.stdout, demo.stderr[-2000:]
 
 
 def test_installed_wheel_trains_evaluates_and_renders(installed, e2e_world, tmp_path):

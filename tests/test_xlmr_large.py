@@ -102,8 +102,8 @@ def large(tmp_path_factory):
     """The world (data, tokenizer) and a config-only XLM-R Large directory."""
     from transformers import AutoTokenizer, XLMRobertaConfig
 
-    from xrobust.data.synthetic import build_world
-    from xrobust.training.bench import XLMR_LARGE
+    from xrobust.demo.world import build_world
+    from xrobust.bench.models import XLMR_LARGE
 
     root = tmp_path_factory.mktemp("large")
     world = build_world(root / "world", seed=0, sizes=SIZES)

@@ -22,7 +22,7 @@ def build_small_world(root: Path) -> dict:
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from xrobust.data.synthetic import build_world
+    from xrobust.demo.world import build_world
 
     world = build_world(root / "world", seed=0, sizes=SIZES)
     encoder = root / "encoder"

@@ -45,6 +45,10 @@ class RunInUseError(XRobustError):
     """Another process holds the run directory's lock."""
 
 
+class KernelError(XRobustError, ValueError):
+    """Bad arguments to a perturbation kernel, or a backend that cannot run here."""
+
+
 # -- context for exceptions that are not ours ------------------------------------------------------
 
 @contextmanager

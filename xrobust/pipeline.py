@@ -9,7 +9,7 @@ from pathlib import Path
 from . import errors
 from .config import dump_yaml, to_dict
 from .errors import ConfigError, XRobustError
-from .training import distributed as dist
+from . import distributed as dist
 from .training.rundir import check_resumed_config, prepare_run_dir, read_models, write_description, write_models
 
 
@@ -101,6 +101,7 @@ def _eval_tasks(cfg) -> list[str]:
 
 def check_before_training(cfg, selected: list[str], models: dict, evaluate: bool) -> None:
     """Everything that would otherwise fail after hours of training."""
+    from .evaluation.retrieval import check_retrieval_layer
     from .tasks import get_task
 
     for key in selected:
@@ -132,19 +133,6 @@ def check_before_training(cfg, selected: list[str], models: dict, evaluate: bool
         check_retrieval_layer(cfg, encoder)
 
 
-def check_retrieval_layer(cfg, encoder: str) -> None:
-    """evaluation.layer must name a hidden state of the encoder (0 = embeddings .. num_hidden_layers)."""
-    from transformers import AutoConfig
-
-    try:
-        depth = int(AutoConfig.from_pretrained(str(encoder)).num_hidden_layers)
-    except (OSError, ValueError, AttributeError):
-        return  # the model's own load names the problem
-    if cfg.evaluation.layer > depth:
-        raise ConfigError(f"key 'evaluation.layer': {cfg.evaluation.layer} is out of range; the encoder {encoder} "
-                          f"has hidden states 0..{depth} (0 = embeddings)")
-
-
 def _discard_unstarted(root: Path, models: dict, tracker) -> bool:
     """A run that failed before its first checkpoint and finished no phase leaves nothing behind."""
     if any(root.rglob("latest_complete")) or models:
@@ -159,6 +147,7 @@ def _discard_unstarted(root: Path, models: dict, tracker) -> bool:
 def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: bool = False,
         overwrite: bool = False, accept_config_change: bool = False,
         fresh_if_nothing_to_resume: bool = False) -> Path:
+    from .evaluation.predict import evaluate_dev
     from .training.signals import Preempted
     from .training.trainer import MODEL_DIR, Trainer, finished
 
@@ -198,7 +187,8 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
                     if dist.is_main():
                         write_description(run_dir, dump_yaml(dataclasses.replace(cfg, phases={key: sub})),
                                           dist.world_size())
-                    trainer = Trainer(cfg, key, sub, run_dir, init, tokenizer, tracker, step_offset)
+                    trainer = Trainer(cfg, key, sub, run_dir, init, tokenizer, tracker, step_offset,
+                                      evaluate_dev=evaluate_dev)
                     model_dir = trainer.run(resume=resuming, fresh_if_nothing_to_resume=fresh_if_nothing_to_resume)
                     step_offset += trainer.total_steps
                 for task in tasks:

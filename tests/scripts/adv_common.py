@@ -14,7 +14,7 @@ def join_process_group() -> None:
     """The process group as every xrobust entry joins it (a 1-rank file-store group when no launcher set
     one up; DeepSpeed's CPU comm op built under the stale-lock guard)."""
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    from xrobust.training.distributed import init_distributed
+    from xrobust.distributed import init_distributed
 
     init_distributed()
 

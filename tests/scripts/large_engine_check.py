@@ -22,9 +22,10 @@ parser.add_argument("--out", required=True)
 parser.add_argument("--local_rank", "--local-rank", type=int, default=None)
 args = parser.parse_args()
 
+from xrobust import distributed as dist  # noqa: E402
 from xrobust.config import load_config  # noqa: E402
 from xrobust.modeling import XRobustModel, load_head_specs, save_heads  # noqa: E402
-from xrobust.training import checkpoint, distributed as dist  # noqa: E402
+from xrobust.training import checkpoint  # noqa: E402
 from xrobust.training.engine import (ZeroInitContext, build_engine, consolidated_state_dict, load_encoder,  # noqa: E402
                                      resolve_ds_config, resolve_dtype)
 

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from xrobust.training.distributed import init_distributed, shm_workspace_path
+from xrobust.distributed import init_distributed, shm_workspace_path
 
 init_distributed()
 import deepspeed.comm as ds_comm  # noqa: E402

@@ -36,7 +36,7 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 import deepspeed  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from xrobust.training.distributed import init_distributed  # noqa: E402
+from xrobust.distributed import init_distributed  # noqa: E402
 
 init_distributed()
 rank, world = dist.get_rank(), dist.get_world_size()

@@ -21,10 +21,11 @@ args = parser.parse_args()
 
 from transformers import AutoModel, XLMRobertaConfig  # noqa: E402
 
+from xrobust import distributed as dist  # noqa: E402
+from xrobust.bench.training import model_state_bytes  # noqa: E402
 from xrobust.config.schema import PhaseConfig  # noqa: E402
 from xrobust.modeling import HeadSpec, XRobustModel  # noqa: E402
-from xrobust.training import distributed as dist, engine as engine_module  # noqa: E402
-from xrobust.training.bench import model_state_bytes  # noqa: E402
+from xrobust.training import engine as engine_module  # noqa: E402
 from xrobust.training.engine import ZeroInitContext, build_engine, resolve_ds_config  # noqa: E402
 
 

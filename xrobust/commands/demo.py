@@ -15,8 +15,6 @@ from pathlib import Path
 
 from ..errors import XRobustError
 
-WORLD_SEED = 0
-
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded default (no downloads)")
@@ -32,30 +30,16 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=demo)
 
 
-def prepare_world(out: Path) -> dict:
-    """World + MLM-pretrained encoder, built once per output folder and reused."""
-    from ..data.synthetic import build_world
-    from ..modeling.pretrain import pretrain_mlm
-
-    world_root = out / "demo-world"
-    world = build_world(world_root, seed=WORLD_SEED)
-    encoder = world_root / "mlm"
-    if not (encoder / "config.json").is_file():
-        pretrain_mlm(world, encoder, seed=WORLD_SEED)
-    world["encoder"] = str(encoder)
-    return world
-
-
 def demo_overrides(world: dict, out: Path, name: str, method: str) -> list[str]:
     sets = [f"name={name}", f"output_dir={out}", f"model.name_or_path={world['encoder']}",
             f"data.root={world['data_root']}", f"data.cache_dir={Path(out) / 'demo-world' / 'cache'}"]
     if method != "none":
         sets += [f"phases.intermediate.adversarial.method={method}", f"phases.target.adversarial.method={method}"]
         if method == "rs-da":
-            from ..adversarial.augment import write_demo_neighbours
+            from ..demo.neighbours import write_demo_neighbours
 
             path = Path(world["root"]) / "neighbours.tsv"
-            write_demo_neighbours(world["root"], path)
+            write_demo_neighbours(path)
             sets += [f"phases.intermediate.adversarial.neighbours={path}",
                      f"phases.target.adversarial.neighbours={path}"]
     return sets
@@ -89,9 +73,10 @@ def run_launcher(command: list[str], env: dict) -> tuple[int, bool]:
 
 def demo(args) -> int:
     from ..config import load_config
-    from ..evaluation.report import chance_levels, load_results, summary_markdown
-
     from ..config.schema import CHOICES
+    from ..demo.world import prepare_world
+    from ..evaluation.report import chance_levels, summary_markdown
+    from ..evaluation.results import load_results
 
     methods = CHOICES["adversarial.method"]
     if args.adversarial not in methods:  # before the world is built (tens of seconds)

@@ -27,7 +27,7 @@ def _add_score(sub) -> None:
 
 
 def _run_score(args) -> int:
-    from xrobust.evaluation.report import results_from_official, write_results
+    from xrobust.evaluation.results import results_from_official, write_results
     from xrobust.evaluation.scorer import score_folder
     from xrobust.io import atomic_write_json
 
@@ -72,7 +72,8 @@ def _run_names(paths: list[str], names: str | None) -> list[str]:
 
 def _run_compare(args) -> int:
     from xrobust.evaluation.plots import delta_png
-    from xrobust.evaluation.report import compare_markdown, load_results
+    from xrobust.evaluation.report import compare_markdown
+    from xrobust.evaluation.results import load_results
     from xrobust.io import atomic_write_text
 
     if len(args.runs) < 2:
@@ -133,7 +134,7 @@ def _run_eval(args) -> int:
     FLAG.install()  # a signal from here on stops the evaluation cleanly (before its next batch)
     from xrobust.evaluation.report import xtreme_markdown
     from xrobust.evaluation.run import evaluate_run
-    from xrobust.training import distributed as dist
+    from xrobust import distributed as dist
     from xrobust.training.rundir import locked_run
 
     cfg, run = load_run_config(args)
@@ -187,7 +188,7 @@ def _add_robustness(sub) -> None:
 
 
 def _run_robustness(args) -> int:
-    from xrobust.training import distributed as dist
+    from xrobust import distributed as dist
     from xrobust.training.rundir import locked_run
 
     cfg, run = load_run_config(args)
@@ -203,7 +204,7 @@ def _run_robustness(args) -> int:
 def _robustness(args, cfg, run: Path, out: Path) -> None:
     from xrobust.evaluation.crosslingual import CROSSLINGUAL_TASKS, crosslingual_markdown, evaluate_crosslingual
     from xrobust.evaluation.robustness import Attack, evaluate_robustness, robustness_markdown
-    from xrobust.training import distributed as dist
+    from xrobust import distributed as dist
 
     if not args.crosslingual_only:
         attacks = [Attack(kind, norm=args.norm, noise=args.noise, steps=args.pgd_steps, step_size=args.pgd_step_size,

@@ -43,7 +43,7 @@ def _run(cfg, args, phases, evaluate: bool) -> int:
     root = run(cfg, phases=phases, evaluate=evaluate, resume=args.resume, overwrite=args.overwrite,
                accept_config_change=args.accept_config_change,
                fresh_if_nothing_to_resume=args.fresh_if_nothing_to_resume)
-    from ..training import distributed as dist
+    from .. import distributed as dist
 
     if dist.is_main():
         print(f"run directory: {root}", flush=True)

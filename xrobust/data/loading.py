@@ -27,6 +27,7 @@ import datasets
 import pyarrow as pa
 
 from xrobust.data.conll import conll_dataset
+from xrobust.data.local_source import LocalSource
 from xrobust.data.stats import log, record_load
 from xrobust.data.textfile import read_text, text_lines
 from xrobust.errors import DataError
@@ -79,22 +80,6 @@ _TEXT_FIELDS = {
 }
 # Tags unseen in the training split of an open label set (CCG) are ignored, like sub-tokens.
 IGNORE_INDEX = -100
-
-
-@dataclass(frozen=True)
-class LocalSource:
-    """A user override: `path` is a template ({split}, {lang}, {task}, {root}) or split -> path.
-    `target_path` and `gold_path` take the same forms."""
-
-    path: str | dict[str, str]
-    format: str | None = None
-    columns: dict[str, str] | None = None
-    adapter: str | None = None  # hub layout: an adapter name, or "hub" for the task's own
-    header: bool = True  # csv/tsv: first row names the columns; else columns are "0", "1", ...
-    field: str | None = None  # json: records under this top-level key
-    target_path: str | dict[str, str] | None = None  # retrieval: English side (default: lang=en)
-    gold_path: str | dict[str, str] | None = None  # retrieval: "src_id<TAB>tgt_id" lines
-    strip_lang_prefix: bool = True  # conll: drop "en:"-style prefixes (raw PAN-X files have them)
 
 
 @dataclass(frozen=True)

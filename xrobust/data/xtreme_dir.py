@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from xrobust.data.local_source import LocalSource
 from xrobust.data.textfile import text_lines
 from xrobust.errors import DataError
 
@@ -63,8 +64,6 @@ _NO_TEST_LABELS = ("XTREME's scripts/download_data.sh removes test labels (the X
 def xtreme_source(spec, split: str, lang: str, xtreme_dir: str | os.PathLike):
     """The LocalSource reading `split` of `spec` from an XTREME download folder, or None when the
     folder has no such split (then the task's other routes apply)."""
-    from xrobust.data.loading import LocalSource
-
     entry = LAYOUT.get((spec.name, split))
     if entry is None:
         return None

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, DataError, XRobustError
 from ..io import atomic_write_json, atomic_write_text
-from ..training import distributed as dist
+from .. import distributed as dist
 from .predict import predict, score
 
 CROSSLINGUAL_TASKS = ("xnli", "pawsx", "demo_xnli")
@@ -156,7 +156,8 @@ def evaluate_crosslingual(cfg, root: Path, *, tasks=None, languages=None, split=
     from ..tasks import get_task
     from ..training.data import load_split, task_max_length
     from ..training.trainer import load_trained
-    from .run import _languages, _models, _phase_for, official_name
+    from .run import _languages, _models, _phase_for
+    from .scorer import official_name
 
     root = Path(root)
     ev = cfg.evaluation

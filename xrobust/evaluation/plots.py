@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from xrobust.io import atomic_write_bytes
 
 from . import metrics as M
-from .report import _task_order, language_deltas, language_score, languages, mean_chance
+from .results import language_deltas, language_score, languages, mean_chance, task_order
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> None:
@@ -51,7 +51,7 @@ def heatmap_figure(results: Mapping, chance: Mapping | None = None) -> Figure:
     lacks a language. The colour is the score relative to the task's chance level for that
     language (white at chance, blue above, red below), so tasks with different chance levels
     share one scale; each row's label states its chance level."""
-    tasks = _task_order(results["tasks"])
+    tasks = task_order(results["tasks"])
     langs = languages(results)
     grid = np.full((len(tasks), len(langs)), np.nan)
     colour = np.full_like(grid, np.nan)

@@ -12,7 +12,7 @@ import torch
 
 from ..data.collate import Collator
 from ..data.featurize import feature_lengths
-from ..training import distributed as dist
+from .. import distributed as dist
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from xrobust.errors import DataError, XRobustError
+from xrobust.errors import ConfigError, DataError, XRobustError
 from xrobust.io import atomic_write_text
 
 from . import metrics as M
@@ -32,6 +32,19 @@ DEFAULT_DB_BLOCK = 8192
 
 class RetrievalError(XRobustError):
     pass
+
+
+def check_retrieval_layer(cfg, encoder: str) -> None:
+    """evaluation.layer must name a hidden state of the encoder (0 = embeddings .. num_hidden_layers)."""
+    from transformers import AutoConfig
+
+    try:
+        depth = int(AutoConfig.from_pretrained(str(encoder)).num_hidden_layers)
+    except (OSError, ValueError, AttributeError):
+        return  # the model's own load names the problem
+    if cfg.evaluation.layer > depth:
+        raise ConfigError(f"key 'evaluation.layer': {cfg.evaluation.layer} is out of range; the encoder {encoder} "
+                          f"has hidden states 0..{depth} (0 = embeddings)")
 
 
 def faiss_available() -> bool:

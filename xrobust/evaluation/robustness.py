@@ -28,7 +28,7 @@ from ..data.featurize import feature_lengths
 from ..errors import ConfigError, DataError, XRobustError
 from ..io import atomic_write_json, atomic_write_text
 from ..kernels import perturbation_init, perturbation_step_with_status
-from ..training import distributed as dist
+from .. import distributed as dist
 from .predict import predictions_from_logits, score
 
 ATTACKS = ("noise", "pgd")
@@ -246,7 +246,8 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
     from ..tasks import get_task
     from ..training.data import featurize_cached, load_split
     from ..training.trainer import load_trained
-    from .run import _languages, _models, _phase_for, official_name
+    from .run import _languages, _models, _phase_for
+    from .scorer import official_name
 
     root = Path(root)
     ev = cfg.evaluation

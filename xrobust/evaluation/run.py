@@ -17,15 +17,10 @@ from ..data.stats import data_report, log_report
 from ..errors import ConfigError, XRobustError, context
 from ..io import atomic_write_json, atomic_write_text
 from ..tasks import get_task
-from ..training import distributed as dist
+from .. import distributed as dist
 from . import metrics as M
 from .predict import forward_outputs, gold, predict, score
-
-OFFICIAL_NAMES = {"bucc": "bucc2018"}  # the official scorer's task names
-
-
-def official_name(task: str) -> str:
-    return OFFICIAL_NAMES.get(task, task)
+from .scorer import official_name
 
 
 def _phase_for(cfg, task: str):
@@ -141,7 +136,8 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
 
     from ..training.data import featurize_cached, load_split
     from ..training.trainer import load_trained
-    from .report import build_results, write_report
+    from .report import write_report
+    from .results import build_results
 
     from ..training.rundir import relative_models
     from ..training.signals import FLAG
@@ -163,7 +159,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
                                f"{', '.join(k for k in models if not k.startswith('phase:'))})")
         plan += [(spec, lang) for lang in _languages(spec, split, languages)]
     if any(spec.format == "retrieval" for spec, _ in plan):
-        from ..pipeline import check_retrieval_layer
+        from .retrieval import check_retrieval_layer
 
         check_retrieval_layer(cfg, last)
     unknown = [lang for lang in languages or [] if all(lang != l for _, l in plan)]
@@ -214,7 +210,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
     out = results_dir(root, split)
     previous = out / "results.json"
     if previous.is_file():  # evaluating more tasks or languages adds to what is there
-        from .report import load_results
+        from .results import load_results
 
         for task, entry in load_results(previous)["tasks"].items():
             for lang, metrics in entry["languages"].items():

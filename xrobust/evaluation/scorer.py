@@ -31,8 +31,13 @@ from . import metrics as M
 
 log = logging.getLogger(__name__)
 
+OFFICIAL_NAMES = {"bucc": "bucc2018"}  # the official scorer's task names, where they differ from ours
 TAG_TASKS = ("panx", "udpos")
 LABEL_TASKS = ("pawsx", "xnli", "tatoeba", "bucc2018")
+
+
+def official_name(task: str) -> str:
+    return OFFICIAL_NAMES.get(task, task)
 
 
 def task_file(folder: str | os.PathLike, task: str, lang: str) -> Path:

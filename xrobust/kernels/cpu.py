@@ -11,7 +11,7 @@ import threading
 
 import torch
 
-from xrobust.kernels.api import KernelError
+from xrobust.errors import KernelError
 
 _lock = threading.Lock()
 

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from . import distributed as dist
+from .. import distributed as dist
 
 POINTER = "latest_complete"
 

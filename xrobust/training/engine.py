@@ -10,7 +10,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..shipped import shipped_folder
-from . import distributed as dist
+from .. import distributed as dist
 
 
 def resolve_dtype(name: str) -> torch.dtype:

@@ -75,7 +75,7 @@ def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool,
 @contextmanager
 def locked_run(root: Path):
     """Rank 0 holds an existing run's lock while a command writes into it (eval, robustness)."""
-    from . import distributed as dist
+    from .. import distributed as dist
 
     root = Path(root)
     lock, error = None, None

@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .. import distributed as dist
 from ..errors import CheckpointError, context
 from ..io import append_jsonl, atomic_directory, atomic_write_json
 from ..modeling import XRobustModel, head_spec_for, save_heads
-from . import checkpoint, distributed as dist
+from . import checkpoint
 from ..data.stats import write_phase_report
 from .data import PhaseData
 from .engine import ZeroInitContext, build_engine, consolidated_state_dict, gradient_accumulation, load_encoder, \
@@ -40,8 +41,12 @@ def _build_strategy(adv_cfg, model):
 
 class Trainer:
     def __init__(self, cfg, phase_key: str, phase, run_dir: Path, init_encoder: str, tokenizer, tracker=None,
-                 step_offset: int = 0):
+                 step_offset: int = 0, *, evaluate_dev):
+        """evaluate_dev(model, phase_data, batch_size) -> {task: {metric: value, "selection": score}}
+        scores the English dev sets (xrobust.evaluation.predict.evaluate_dev; the pipeline passes it,
+        as evaluation is a layer above training)."""
         self.cfg, self.phase_key, self.phase = cfg, phase_key, phase
+        self.evaluate_dev = evaluate_dev
         self.run_dir = Path(run_dir)
         self.init_encoder = init_encoder
         self.tokenizer = tokenizer
@@ -209,11 +214,9 @@ class Trainer:
         """English dev evaluation; returns True when early stopping says stop."""
         if not self.data.has_dev():
             return False
-        from ..evaluation.predict import evaluate_dev
-
         self.engine.eval()
         with context(f"English dev evaluation of phases.{self.phase_key} at step {state['step']}"):
-            scores = evaluate_dev(self.engine.module, self.data, batch_size=self.phase.micro_batch_size * 2)
+            scores = self.evaluate_dev(self.engine.module, self.data, batch_size=self.phase.micro_batch_size * 2)
         self.engine.train()
         selection = sum(s["selection"] for s in scores.values()) / len(scores)
         step = state["step"]

@@ -127,8 +127,8 @@ def _worker(args) -> int:
     from transformers import AutoModel
 
     from xrobust.adversarial import build_strategy
+    from xrobust.bench.kernels import cpu_model
     from xrobust.config.schema import AdversarialConfig
-    from xrobust.kernels.bench import cpu_model
     from xrobust.kernels.builds import build_deepspeed_comm_ops
     from xrobust.modeling.model import HeadSpec, XRobustModel
 
@@ -299,7 +299,7 @@ def run(args) -> int:
         env = dict(os.environ, DS_ACCELERATOR=os.environ.get("DS_ACCELERATOR", "cpu"),
                    OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(threads)))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
-               "-m", "xrobust.adversarial.bench", "--worker", "--out", out,
+               "-m", "xrobust.bench.adversarial", "--worker", "--out", out,
                "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--k", str(args.k),
                "--hidden", str(args.hidden), "--layers", str(args.layers), "--seq-len", str(args.seq_len),
                "--batch", str(args.batch), "--profile", str(args.profile)]

@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xrobust.evaluation import retrieval as R
 from xrobust.io import atomic_write_json
-
-from . import retrieval as R
 
 TIME_FLOOR_S = 60.0
 MEMORY_FLOOR_BYTES = 2 * 1024**3
@@ -126,7 +125,7 @@ def _padding_data(args, root):
 
     from xrobust.data.featurize import featurize
     from xrobust.data.loading import load_examples
-    from xrobust.data.synthetic import build_world, world_paths
+    from xrobust.demo.world import build_world, world_paths
     from xrobust.errors import DataError
     from xrobust.modeling.model import XRobustModel, head_spec_for
     from xrobust.tasks import get_task

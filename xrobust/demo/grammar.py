@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from xrobust.data.synthetic_lexicon import LEXICONS, PERSON_NOUNS, word
+from xrobust.demo.lexicon import LEXICONS, PERSON_NOUNS, word
 
 PUNCT = {".", "?", ","}
 

@@ -1,6 +1,6 @@
 """Zero-shot transfer check for the demo world, independent of the training stack.
 
-    python -m xrobust.data.synthetic_check --root /tmp/demo-world
+    python -m xrobust.demo.transfer_check --root /tmp/demo-world
 
 Builds the world, runs `pretrain_mlm`, fine-tunes a RoBERTa-style classification head (dense +
 tanh on <s>) and the encoder on English demo_xnli train with plain torch, and prints dev accuracy
@@ -215,8 +215,8 @@ def nli_bow_baseline(train: list[dict], evaluate: list[dict], labels, view: str 
 
 
 def main(argv=None) -> None:
-    from xrobust.data.synthetic import build_world
-    from xrobust.modeling.pretrain import pretrain_mlm
+    from xrobust.demo.pretrain import pretrain_mlm
+    from xrobust.demo.world import build_world
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, required=True)

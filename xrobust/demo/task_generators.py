@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import random
 
-from xrobust.data.synthetic_grammar import Tok, detokenize, render_clause, render_np, render_question
-from xrobust.data.synthetic_lexicon import (
+from xrobust.demo.grammar import Tok, detokenize, render_clause, render_np, render_question
+from xrobust.demo.lexicon import (
     ADJECTIVES, FIRST_NAMES_A, FIRST_NAMES_B, NEGATIVE_VERBS,
     NEUTRAL_VERBS, OBJECT_NOUNS, ORGS_A, ORGS_B, PERSON_NOUNS, PLACES_A, PLACES_B, POSITIVE_VERBS,
     SURNAMES_A, SURNAMES_B, TIME_ADVERBS,
@@ -358,7 +358,7 @@ def _render_tagged(lang: str, item) -> list[Tok]:
     c, ask = item
     if c["agent"]["kind"] == "coord":
         a, b = c["agent"]["parts"]
-        from xrobust.data.synthetic_grammar import _w  # coordination is only used for tagging
+        from xrobust.demo.grammar import _w  # coordination is only used for tagging
 
         agent_toks = render_np(lang, a, "agent") + _w(lang, "and", "CONJ") + render_np(lang, b, "agent")
         toks = render_clause(lang, dict(c, agent={"kind": "pron", "pron": "they"}))

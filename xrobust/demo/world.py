@@ -20,9 +20,9 @@ import json
 import random
 from pathlib import Path
 
-from xrobust.data import synthetic_tasks as T
-from xrobust.data.synthetic_grammar import code_switch, detokenize, render_clause, render_question
-from xrobust.data.synthetic_lexicon import LANGUAGES
+from xrobust.demo import task_generators as T
+from xrobust.demo.grammar import code_switch, detokenize, render_clause, render_question
+from xrobust.demo.lexicon import LANGUAGES
 from xrobust.errors import DataError
 from xrobust.io import atomic_write_json, atomic_write_text
 
@@ -221,7 +221,7 @@ def build_world(root: str | Path, seed: int = 0, *, sizes: dict | None = None) -
     corpus = _corpus(seed, sizes, tatoeba_text)
     write("corpus/mlm.jsonl", _jsonl(corpus))
 
-    from xrobust.data.tokenizer import train_sentencepiece_tokenizer
+    from xrobust.demo.tokenizer import train_sentencepiece_tokenizer
 
     sentences = [t for r in corpus for t in (r["text"], r["text_pair"]) if t]
     tokenizer = train_sentencepiece_tokenizer(sentences, root / "tokenizer", vocab_size=sizes["vocab_size"])
@@ -251,3 +251,17 @@ def build_world(root: str | Path, seed: int = 0, *, sizes: dict | None = None) -
     write("model/config.json", config.to_json_string(use_diff=False))
     atomic_write_json(manifest_path, {**manifest, "files": files})
     return paths
+
+
+def prepare_world(out: Path, seed: int = 0) -> dict:
+    """The world and its MLM-pretrained encoder under out/demo-world, built once per output folder
+    and reused; the result holds the encoder's folder under "encoder" as well."""
+    from xrobust.demo.pretrain import pretrain_mlm
+
+    world_root = Path(out) / "demo-world"
+    world = build_world(world_root, seed=seed)
+    encoder = world_root / "mlm"
+    if not (encoder / "config.json").is_file():
+        pretrain_mlm(world, encoder, seed=seed)
+    world["encoder"] = str(encoder)
+    return world

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 from ..errors import XRobustError
-from ..kernels.bench import cpu_model
+from .kernels import cpu_model
+from .models import count_weights, model_config, train_flops_per_token
 
 # bf16 dense tensor-core peak per GPU, TFLOP/s, from NVIDIA's datasheets (the "with sparsity" figures
 # halved). Matched against torch.cuda.get_device_name() as whole words, the most specific name first.
@@ -76,39 +77,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
 
 
-# -- model, FLOPs, peak ----------------------------------------------------------------------------
-
-def model_config(name: str):
-    from transformers import XLMRobertaConfig
-
-    from .bench import XLMR_LARGE
-
-    if name == "xlmr-large":
-        return XLMRobertaConfig(**XLMR_LARGE, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    from ..data.synthetic import MODEL_CONFIG
-
-    return XLMRobertaConfig(**MODEL_CONFIG, vocab_size=1200, max_position_embeddings=130,
-                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-
-def count_weights(config) -> tuple[int, int]:
-    """(parameters with the 3-way classification head, N of the FLOP formula: the weights of the
-    encoder's linear layers), counted on a meta-device model (nothing is allocated)."""
-    import torch
-    from transformers import AutoModel
-
-    with torch.device("meta"):
-        encoder = AutoModel.from_config(config, add_pooling_layer=False)
-    hidden = config.hidden_size
-    head = hidden * hidden + hidden + hidden * 3 + 3
-    n_matmul = sum(m.weight.numel() for m in encoder.modules() if isinstance(m, torch.nn.Linear))
-    return sum(p.numel() for p in encoder.parameters()) + head, n_matmul
-
-
-def train_flops_per_token(n_matmul: int, layers: int, seq_len: int, hidden: int) -> int:
-    """Forward + backward FLOPs per token: 6 N + 12 L s d (see the module docstring)."""
-    return 6 * n_matmul + 12 * layers * seq_len * hidden
-
+# -- peak ------------------------------------------------------------------------------------------
 
 def bf16_peak(device_name: str) -> tuple[float, str] | None:
     """(TFLOP/s, datasheet name) for a GPU name, or None when the table does not know it."""
@@ -161,8 +130,8 @@ def _worker(args) -> int:
     from ..adversarial import build_strategy
     from ..config.schema import AdversarialConfig, PhaseConfig
     from ..modeling import HeadSpec, XRobustModel
-    from . import distributed as dist
-    from .engine import ZeroInitContext, build_engine, resolve_ds_config
+    from .. import distributed as dist
+    from ..training.engine import ZeroInitContext, build_engine, resolve_ds_config
 
     dist.init_distributed()
     cuda = torch.cuda.is_available()
@@ -244,7 +213,7 @@ def _launch(args, device: str, ranks: int) -> dict:
 
 
 def _kernels(args, device: str) -> dict:
-    from ..kernels import bench as kernel_bench
+    from . import kernels as kernel_bench
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "kernels.json"

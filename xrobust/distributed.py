@@ -25,11 +25,11 @@ def init_distributed() -> None:
         return
     import deepspeed
 
-    from ..kernels.builds import build_deepspeed_comm_ops
+    from .kernels.builds import build_deepspeed_comm_ops
 
     build_deepspeed_comm_ops()  # guarded against a killed earlier build; deepspeed's own build is not
     if "SLURM_PROCID" in os.environ and "RANK" not in os.environ:
-        from ..launch.env import distributed_env_from_slurm
+        from .launch.env import distributed_env_from_slurm
 
         distributed_env_from_slurm()
     backend = "nccl" if torch.cuda.is_available() else "gloo"

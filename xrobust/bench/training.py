@@ -16,11 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-# XLM-R Large (no download: the architecture is built from these numbers with random weights)
-XLMR_LARGE = dict(vocab_size=250002, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                  intermediate_size=4096, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
-                  layer_norm_eps=1e-5)
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
@@ -34,17 +29,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # the ds config of a launched job
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-
-
-def _model_config(name: str):
-    from transformers import XLMRobertaConfig
-
-    if name == "xlmr-large":
-        return XLMRobertaConfig(**XLMR_LARGE, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    from ..data.synthetic import MODEL_CONFIG
-
-    return XLMRobertaConfig(**MODEL_CONFIG, vocab_size=1200, max_position_embeddings=130,
-                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
 def model_state_bytes(engine) -> int:
@@ -90,8 +74,9 @@ def _worker(args) -> int:
 
     from ..config.schema import PhaseConfig
     from ..modeling import HeadSpec, XRobustModel
-    from . import distributed as dist
-    from .engine import ZeroInitContext, build_engine, resolve_ds_config, resolve_dtype
+    from .. import distributed as dist
+    from ..training.engine import ZeroInitContext, build_engine, resolve_ds_config, resolve_dtype
+    from .models import model_config
 
     dist.init_distributed()
     world = dist.world_size()
@@ -103,7 +88,7 @@ def _worker(args) -> int:
     torch.manual_seed(0)
     from transformers import AutoModel
 
-    config = _model_config(args.model)
+    config = model_config(args.model)
     encoder = AutoModel.from_config(config, dtype=dtype, add_pooling_layer=False)
     model = XRobustModel(encoder, [HeadSpec("bench", "classification", 3)], dropout=0.0)
     steps = args.warmup + args.steps
@@ -137,7 +122,7 @@ def _worker(args) -> int:
                   "tokens_per_s": examples * args.seq_len / seconds,
                   "model_state_bytes_per_rank": max(mem), "peak_rss_bytes_per_rank": peaks}
         if torch.cuda.is_available():
-            from .bench_gpu import count_weights, train_flops_per_token  # the one FLOP formula
+            from .models import count_weights, train_flops_per_token
 
             per_token = train_flops_per_token(count_weights(config)[1], config.num_hidden_layers, args.seq_len,
                                               config.hidden_size)
