@@ -132,17 +132,19 @@ def check_before_training(cfg, selected: list[str], models: dict, evaluate: bool
         check_retrieval_layer(cfg, encoder)
 
 
-def check_retrieval_layer(cfg, encoder: str) -> None:
-    """evaluation.layer must name a hidden state of the encoder (0 = embeddings .. num_hidden_layers)."""
+def check_retrieval_layer(cfg, encoder: str) -> int | None:
+    """The retrieval layer for this encoder (evaluation.layer, or its default from the depth); a layer
+    beyond the encoder's depth stops here, before training or evaluation. None when the encoder's
+    config cannot be read: its own load then names the problem."""
     from transformers import AutoConfig
+
+    from .evaluation.retrieval import retrieval_layer
 
     try:
         depth = int(AutoConfig.from_pretrained(str(encoder)).num_hidden_layers)
     except (OSError, ValueError, AttributeError):
-        return  # the model's own load names the problem
-    if cfg.evaluation.layer > depth:
-        raise ConfigError(f"key 'evaluation.layer': {cfg.evaluation.layer} is out of range; the encoder {encoder} "
-                          f"has hidden states 0..{depth} (0 = embeddings)")
+        return None
+    return retrieval_layer(cfg.evaluation.layer, depth, str(encoder))
 
 
 def _discard_unstarted(root: Path, models: dict, tracker) -> bool:
