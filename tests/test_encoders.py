@@ -103,8 +103,8 @@ def examples(fmt: str, n: int = 6, seed: int = 0):
             rows.append({"id": f"q{i}", "question": "where does the " + sentence(rng, 1, 3), "context": context,
                          "answers": {"text": ["big red house"], "answer_start": [len(before) + 1]}})
     elif fmt == "tagging":
-        rows = [{"id": f"g{i}", "tokens": sentence(rng, 2, 8).split(), "tags": None} for i in range(n)]
-        rows = [{**r, "tags": [0] * len(r["tokens"])} for r in rows]
+        rows = [{"id": f"g{i}", "tokens": words, "tags": [0] * len(words)}
+                for i, words in enumerate(sentence(rng, 2, 8).split() for _ in range(n))]
     else:
         rows = [{"id": f"r{i}", "text": sentence(rng, 2, 8)} for i in range(n)]
     return Dataset.from_list(rows)
@@ -278,7 +278,8 @@ def test_retrieval_layer_defaults_to_a_fraction_of_the_depth():
     with pytest.raises(ConfigError) as err:
         retrieval_layer(14, 12, "bert-base-multilingual-cased")
     assert str(err.value) == ("key 'evaluation.layer': 14 is out of range; the encoder bert-base-multilingual-cased "
-                              "has 12 layers (hidden states 0..12, 0 = embeddings)")
+                              "has 12 layers (hidden states 0..12, 0 = embeddings); unset, the layer is 7 "
+                              "(14/24 of the depth)")
 
 
 def _write_nli(folder: Path) -> dict:
@@ -309,7 +310,7 @@ def test_a_layer_beyond_the_encoder_stops_the_run_before_training(bert_dir, tmp_
     assert main(["pipeline", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert f"key 'evaluation.layer': 14 is out of range; the encoder {bert_dir} has {LAYERS} layers" in err, err
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs" / "bert").exists()  # a run that could not start leaves nothing behind
     unset = load_config(str(_config(tmp_path / "d.yaml", bert_dir, tmp_path, evaluation={"tasks": ["tatoeba"]})))
     assert check_retrieval_layer(unset, str(bert_dir)) == 1  # 14/24 of 2 layers, rounded half up
 

@@ -52,7 +52,8 @@ def retrieval_layer(setting: int | None, num_layers: int, encoder: str) -> int:
         return default_layer(num_layers)
     if not 0 <= setting <= num_layers:
         raise ConfigError(f"key 'evaluation.layer': {setting} is out of range; the encoder {encoder} has "
-                          f"{num_layers} layers (hidden states 0..{num_layers}, 0 = embeddings)")
+                          f"{num_layers} layers (hidden states 0..{num_layers}, 0 = embeddings); unset, the "
+                          f"layer is {default_layer(num_layers)} (14/24 of the depth)")
     return setting
 
 
