@@ -14,7 +14,8 @@ class ModelConfig:
     name_or_path: str = "xlm-roberta-large"  # hub id or local HF directory
     tokenizer: Optional[str] = None  # defaults to name_or_path
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
-    dropout: Optional[float] = None  # overrides hidden and attention dropout when set
+    dropout: Optional[float] = None  # when set, every dropout probability of the encoder's config
+    # (hidden and attention for BERT and XLM-R; xrobust.modeling.encoder.dropout_keys)
     random_init: bool = False  # true: build the encoder from name_or_path's config.json with random
     # (seeded) weights; otherwise a directory without weights is an error
 
@@ -84,7 +85,9 @@ class EvaluationConfig:
     split: str = "test"  # dev | test
     languages: Optional[list[str]] = None  # default: every language of each task
     batch_size: int = 32
-    layer: int = 14  # retrieval: hidden layer to pool (XLM-R Large reference setting)
+    # retrieval: hidden state to pool (0 = embeddings); unset: 14/24 of the encoder's depth, i.e.
+    # layer 14 of XLM-R Large as X-STILTs and XTREME pool (xrobust.evaluation.retrieval.default_layer)
+    layer: Optional[int] = None
     pooling: str = "mean"  # retrieval: mean (special tokens included) | cls
     max_examples: Optional[int] = None  # per language, for quick runs
 

@@ -24,9 +24,10 @@ META_FIELDS = ("example_id", "offset_mapping", "word_ids", "n_words")
 class Collator:
     """`Collator(tokenizer, head="xnli")(features) -> {"head", "input_ids", "attention_mask", "labels", ...}`.
 
-    - input_ids padded with the tokenizer's pad id, attention_mask with 0, token labels with -100;
-    - multiple choice ([n_choices][len] per feature) is padded across all choices of the batch
-      and returned as (B, n_choices, L);
+    - input_ids padded with the tokenizer's pad id, attention_mask and token_type_ids (segment ids,
+      present when the tokenizer makes them) with 0, token labels with -100;
+    - multiple choice ([n_choices][len] per feature; token_type_ids likewise) is padded across all
+      choices of the batch and returned as (B, n_choices, L);
     - `padding="max_length"` pads to `max_length` (a longer feature is an error, not truncated);
     - `pad_to_multiple_of` rounds the padded length up (tensor-core friendly shapes);
     - unknown non-tensor fields are dropped; META_FIELDS come back as lists with `keep_meta=True`.

@@ -9,6 +9,11 @@ handles it: `truncated` (classification, multiple choice, retrieval: 1 when the 
 max_length), `unk_words` (tagging: words fed as <unk> because they alone are longer than a window,
 or the tokenizer erases them; each still gets its prediction), and span-QA training examples whose
 answer is not at answer_start produce no feature (skipped, as XTREME's SQuAD preprocessing does).
+
+Segment ids: when the tokenizer returns `token_type_ids` (BERT-style tokenizers; XLM-R's does not),
+the features keep them, so the second text of a pair (classification pairs, each (prompt, choice) of
+multiple choice, the context of span QA) reaches the encoder as segment 1. Tagging builds its
+single-segment windows itself and leaves them out: the encoder's default, all zeros, is the same.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any
 from xrobust.errors import ConfigError, DataError
 
 # Bump when any featurizer's output changes: part of the feature-cache key (xrobust.data.cache).
-FEATURIZER_VERSION = "2"
+# 3: token_type_ids kept when the tokenizer returns them.
+FEATURIZER_VERSION = "3"
 
 FORMATS = ("classification", "multiple_choice", "span_qa", "tagging", "retrieval")
 
@@ -31,6 +37,7 @@ REQUIRED_COLUMNS = {
 }
 
 IGNORE_INDEX = -100  # labels ignored by the loss (torch CrossEntropyLoss default)
+SEGMENT_IDS = "token_type_ids"
 
 
 def featurize(
@@ -111,6 +118,13 @@ def _n_labels(spec) -> int | None:
     return len(labels) if labels else None
 
 
+def _encoded(enc, rows=None) -> dict[str, list]:
+    """input_ids and attention_mask of an encoding, and token_type_ids when the tokenizer made them;
+    `rows` picks (a slice of) rows."""
+    keys = ("input_ids", "attention_mask", SEGMENT_IDS) if SEGMENT_IDS in enc else ("input_ids", "attention_mask")
+    return {k: enc[k] if rows is None else enc[k][rows] for k in keys}
+
+
 def _classification(spec, tokenizer, *, max_length, train, **_):
     name, pair, n = spec.name, bool(getattr(spec, "pair", False)), _n_labels(spec)
 
@@ -132,7 +146,7 @@ def _classification(spec, tokenizer, *, max_length, train, **_):
                 labels.append(IGNORE_INDEX)
             else:
                 labels.append(_check_label(name, spec, i, lab, n))
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels,
+        return {**_encoded(enc), "labels": labels,
                 "example_id": [str(i) for i in ids], "truncated": _cut(tokenizer, texts, max_length)}
 
     return fn
@@ -157,18 +171,18 @@ def _multiple_choice(spec, tokenizer, *, max_length, train, **_):
             seconds += list(choices)
         enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_length)
         cut = _cut(tokenizer, (firsts, seconds), max_length)
-        input_ids, attention, labels, truncated, pos = [], [], [], [], 0
+        tokens: dict[str, list] = {k: [] for k in _encoded(enc)}
+        labels, truncated, pos = [], [], 0
         for i, n, lab in zip(batch["id"], counts, batch["label"]):
-            input_ids.append(enc["input_ids"][pos:pos + n])
-            attention.append(enc["attention_mask"][pos:pos + n])
+            for key, rows in _encoded(enc, slice(pos, pos + n)).items():  # [n_choices][len] per example
+                tokens[key].append(rows)
             truncated.append(max(cut[pos:pos + n]))
             pos += n
             if lab is None or (lab == -1 and not train):
                 labels.append(IGNORE_INDEX)
             else:
                 labels.append(_check_label(name, spec, i, lab, n))
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-                "example_id": [str(i) for i in batch["id"]], "truncated": truncated}
+        return {**tokens, "labels": labels, "example_id": [str(i) for i in batch["id"]], "truncated": truncated}
 
     return fn
 
@@ -176,8 +190,7 @@ def _multiple_choice(spec, tokenizer, *, max_length, train, **_):
 def _retrieval(spec, tokenizer, *, max_length, **_):
     def fn(batch):
         enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                "example_id": [str(i) for i in batch["id"]],
+        return {**_encoded(enc), "example_id": [str(i) for i in batch["id"]],
                 "truncated": _cut(tokenizer, (batch["text"],), max_length)}
 
     return fn
@@ -241,7 +254,7 @@ def _span_qa(spec, tokenizer, *, max_length, doc_stride, max_query_length, train
             return_overflowing_tokens=True,
             return_offsets_mapping=True,
         )
-        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "example_id": []}
+        out: dict[str, list[Any]] = {**{k: [] for k in _encoded(enc)}, "example_id": []}
         if train:
             out["start_positions"], out["end_positions"] = [], []
         else:
@@ -262,8 +275,8 @@ def _span_qa(spec, tokenizer, *, max_length, doc_stride, max_query_length, train
                 out["end_positions"].append(e)
             else:
                 out["offset_mapping"].append([list(o) if s == 1 else None for o, s in zip(offsets, seq)])
-            out["input_ids"].append(enc["input_ids"][f])
-            out["attention_mask"].append(enc["attention_mask"][f])
+            for key, row in _encoded(enc, f).items():
+                out[key].append(row)
             out["example_id"].append(str(batch["id"][ex]))
         return out
 

@@ -60,8 +60,9 @@ def forward_outputs(model, features, tokenizer, head: str | None, batch_size: in
 
 def _embed(model, batch, layer: int, pooling: str) -> np.ndarray:
     encoder = model.encoder if hasattr(model, "encoder") else model
-    out = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True,
-                  return_dict=True)
+    segments = {k: batch[k] for k in ("token_type_ids",) if k in batch}  # when the tokenizer makes them
+    out = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **segments,
+                  output_hidden_states=True, return_dict=True)
     states = out.hidden_states
     if not 0 <= layer < len(states):
         from ..errors import ConfigError

@@ -29,22 +29,43 @@ from . import metrics as M
 DEFAULT_QUERY_BLOCK = 2048
 DEFAULT_DB_BLOCK = 8192
 
+# X-STILTs and XTREME pool hidden layer 14 of XLM-R Large's 24: with evaluation.layer unset, an
+# encoder of any depth is pooled at the same fraction of it
+REFERENCE_LAYER, REFERENCE_DEPTH = 14, 24
+
 
 class RetrievalError(XRobustError):
     pass
 
 
-def check_retrieval_layer(cfg, encoder: str) -> None:
-    """evaluation.layer must name a hidden state of the encoder (0 = embeddings .. num_hidden_layers)."""
+def default_layer(num_layers: int) -> int:
+    """14/24 of the encoder's depth, rounded half up: 14 of 24 layers, 7 of 12, 4 of 6, 1 of 1."""
+    return (num_layers * REFERENCE_LAYER + REFERENCE_DEPTH // 2) // REFERENCE_DEPTH
+
+
+def retrieval_layer(setting: int | None, num_layers: int, encoder: str) -> int:
+    """The hidden state to pool (0 = embeddings .. num_layers): `evaluation.layer` when it is set,
+    else default_layer. A layer beyond the encoder's depth is an error naming the key and the depth."""
+    if setting is None:
+        return default_layer(num_layers)
+    if not 0 <= setting <= num_layers:
+        raise ConfigError(f"key 'evaluation.layer': {setting} is out of range; the encoder {encoder} has "
+                          f"{num_layers} layers (hidden states 0..{num_layers}, 0 = embeddings); unset, the "
+                          f"layer is {default_layer(num_layers)} (14/24 of the depth)")
+    return setting
+
+
+def check_retrieval_layer(cfg, encoder: str) -> int | None:
+    """The retrieval layer for this encoder (evaluation.layer, or its default from the depth); a layer
+    beyond the encoder's depth stops here, before training or evaluation. None when the encoder's
+    config cannot be read: its own load then names the problem."""
     from transformers import AutoConfig
 
     try:
         depth = int(AutoConfig.from_pretrained(str(encoder)).num_hidden_layers)
     except (OSError, ValueError, AttributeError):
-        return  # the model's own load names the problem
-    if cfg.evaluation.layer > depth:
-        raise ConfigError(f"key 'evaluation.layer': {cfg.evaluation.layer} is out of range; the encoder {encoder} "
-                          f"has hidden states 0..{depth} (0 = embeddings)")
+        return None
+    return retrieval_layer(cfg.evaluation.layer, depth, str(encoder))
 
 
 def faiss_available() -> bool:

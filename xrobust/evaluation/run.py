@@ -88,10 +88,12 @@ def _retrieval_scores(cfg, spec, model, tokenizer, split, lang, ev, out: Path):
     from . import retrieval as R
     from ..training.data import featurize_cached
 
+    layer = R.retrieval_layer(ev.layer, model.encoder.config.num_hidden_layers, "being evaluated")
+
     def embed(bitext_side):
         phase = _phase_for(cfg, spec.name)
         feats = featurize_cached(cfg, spec, bitext_side, tokenizer, phase, train=False)
-        rows = forward_outputs(model, feats, tokenizer, None, ev.batch_size, hidden_layer=ev.layer, pooling=ev.pooling)
+        rows = forward_outputs(model, feats, tokenizer, None, ev.batch_size, hidden_layer=layer, pooling=ev.pooling)
         return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0)
 
     def load(s):
@@ -158,10 +160,11 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
             raise XRobustError(f"task '{name}' was not trained in {root} (trained: "
                                f"{', '.join(k for k in models if not k.startswith('phase:'))})")
         plan += [(spec, lang) for lang in _languages(spec, split, languages)]
+    layer = ev.layer  # recorded as the layer pooled: the default for this encoder's depth when unset
     if any(spec.format == "retrieval" for spec, _ in plan):
         from .retrieval import check_retrieval_layer
 
-        check_retrieval_layer(cfg, last)
+        layer = check_retrieval_layer(cfg, last)
     unknown = [lang for lang in languages or [] if all(lang != l for _, l in plan)]
     if unknown:
         raise ConfigError(f"--languages: {', '.join(unknown)} in none of the tasks' {split} sets "
@@ -205,7 +208,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
         if metrics is not None:
             scores.setdefault(official_name(spec.name), {})[lang] = metrics
     bar.close()
-    settings = {"split": split, "retrieval_layer": ev.layer, "retrieval_pooling": ev.pooling,
+    settings = {"split": split, "retrieval_layer": layer, "retrieval_pooling": ev.pooling,
                 "max_examples": ev.max_examples, "models": relative_models(root, models), **extra}
     out = results_dir(root, split)
     previous = out / "results.json"

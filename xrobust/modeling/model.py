@@ -58,14 +58,18 @@ class XRobustModel(nn.Module):
         return self.encoder.get_input_embeddings()
 
     def forward(self, head: str, input_ids, attention_mask, labels=None, start_positions=None,
-                end_positions=None, output_hidden_states: bool = False, **_unused):
+                end_positions=None, token_type_ids=None, output_hidden_states: bool = False, **_unused):
         spec = self.head_specs[head]
         num_choices = None
         if spec.format == "multiple_choice":
             num_choices = input_ids.size(1)
             input_ids = input_ids.flatten(0, 1)
             attention_mask = attention_mask.flatten(0, 1)
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+            token_type_ids = None if token_type_ids is None else token_type_ids.flatten(0, 1)
+        # segment ids only when the features carry them (BERT-style tokenizers): an encoder without
+        # token types (e.g. DistilBERT) takes no such argument
+        segments = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **segments,
                            output_hidden_states=output_hidden_states, return_dict=True)
         module = self.heads[head]
         logits = module(out.last_hidden_state, num_choices=num_choices)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from ..modeling.encoder import encoder_kwargs, set_dropout
 from ..shipped import shipped_folder
 from .. import distributed as dist
 
@@ -92,8 +93,9 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 def load_encoder(path: str, dtype: torch.dtype, dropout: float | None, *, random_init: bool = False,
                  missing_hint: str = "set model.random_init: true to build an encoder with random weights from "
                                      "its config.json on purpose"):
-    """An HF encoder from a local directory or a hub id. A directory without weights is an error
-    unless random_init asks for an encoder with random (caller-seeded) weights from its config."""
+    """An HF encoder (any AutoModel architecture) from a local directory or a hub id. A directory
+    without weights is an error unless random_init asks for an encoder with random (caller-seeded)
+    weights from its config. `dropout` sets every dropout probability the config names."""
     from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 
@@ -104,15 +106,15 @@ def load_encoder(path: str, dtype: torch.dtype, dropout: float | None, *, random
         raise ConfigError(f"model '{path}': cannot load its config ({str(exc).strip().splitlines()[0]}); "
                           "give a local HF directory or a cached hub id") from None
     if dropout is not None:
-        config.hidden_dropout_prob = dropout
-        config.attention_probs_dropout_prob = dropout
+        set_dropout(config, dropout)  # every dropout probability the architecture names
+    kwargs = encoder_kwargs(config)  # only what this architecture's constructor takes
     if Path(path).is_dir() and not any((Path(path) / f).exists() for f in WEIGHT_FILES):
         if random_init:
-            return AutoModel.from_config(config, dtype=dtype, add_pooling_layer=False)
+            return AutoModel.from_config(config, dtype=dtype, **kwargs)
         raise CheckpointError(f"{path}: no encoder weights (none of {', '.join(WEIGHT_FILES)}); a model directory "
                               f"without weights is never used as a random initialisation ({missing_hint})")
     try:
-        return AutoModel.from_pretrained(path, config=config, dtype=dtype, add_pooling_layer=False)
+        return AutoModel.from_pretrained(path, config=config, dtype=dtype, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:  # a truncated or foreign weights file
         first = (str(exc).strip().splitlines() or [""])[0]
         raise CheckpointError(f"{path}: cannot load the encoder weights ({type(exc).__name__}: {first})") from None
