@@ -30,7 +30,9 @@ def test_opens_a_run_and_lists_its_tasks(toy_run):
     assert run.evaluated_tasks() == ["demo_xnli"]  # the config's evaluation.tasks
     assert run.model_dir("demo_xqa") == model_dir
     assert run.model_dir("demo_tatoeba") == run.final_model_dir() == model_dir  # retrieval: the last phase's
-    assert run.phase("demo_xnli") is next(iter(run.cfg.phases.values()))
+    phases = list(run.cfg.phases.values())
+    assert run.phase("demo_xnli") is next(p for p in phases if "demo_xnli" in p.tasks)  # the phase training it
+    assert run.phase("demo_tatoeba") is phases[0]  # in no phase: the first
     xnli, xqa = get_task("demo_xnli"), get_task("demo_xqa")
     assert run.plan(["demo_xnli", "demo_xqa"], "test", ["xb", "en", "zz"]) == \
         [(xnli, "xb"), (xnli, "en"), (xqa, "xb"), (xqa, "en")]
