@@ -303,6 +303,13 @@ def _xtreme_source(spec: TaskSpec, split: str, lang: str, xtreme_dir: Any) -> Lo
     return xtreme_source(spec, split, lang, xtreme_dir)
 
 
+def local_file(spec: TaskSpec, split: str, lang: str, *, source: Any = None, root: Any = None,
+               xtreme_dir: Any = None) -> Path | None:
+    """The file a set is read from when it comes from data.sources or data.xtreme_dir, else None."""
+    local = resolve_source(source, spec.name) or _xtreme_source(spec, split, lang, xtreme_dir)
+    return None if local is None else _local_path(local, spec, split, lang, root)
+
+
 def _load_raw(spec: TaskSpec, split: str, lang: str, source: Any, root: Any,
               cache_dir: Any, xtreme_dir: Any = None) -> tuple[datasets.Dataset, str]:
     """The split before label mapping: canonical columns (+ `row`, maybe `line`)."""

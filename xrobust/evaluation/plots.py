@@ -18,7 +18,7 @@ from . import metrics as M
 from .results import language_deltas, language_score, languages, mean_chance, task_order
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> None:
+def save_png(fig: Figure, path: str | os.PathLike) -> None:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -43,7 +43,7 @@ def _relative(value: float, chance: float) -> float:
 
 def heatmap_png(results: Mapping, path: str | os.PathLike, chance: Mapping | None = None) -> None:
     """`heatmap_figure` as a PNG file."""
-    _save(heatmap_figure(results, chance), path)
+    save_png(heatmap_figure(results, chance), path)
 
 
 def heatmap_figure(results: Mapping, chance: Mapping | None = None) -> Figure:
@@ -107,4 +107,4 @@ def delta_png(results_a: Mapping, results_b: Mapping, path: str | os.PathLike,
         ax.set_title(f"{task}: mean Δ {mean:+.2f}" if not math.isnan(mean) else task, fontsize=8, loc="left")
     fig.suptitle(f"per-language delta: {label_b} - {label_a}")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)

@@ -102,6 +102,11 @@ class PhaseData:
     def has_dev(self) -> bool:
         return any(t.dev_features is not None for t in self.tasks.values())
 
+    def dev_sets(self) -> list[tuple]:
+        """(task name, spec, examples, features) of every task with an English dev set."""
+        return [(name, t.spec, t.dev_examples, t.dev_features) for name, t in self.tasks.items()
+                if t.dev_features is not None]
+
     def _next_global_batch(self, name: str) -> list[int]:
         try:
             return next(self._iters[name])
