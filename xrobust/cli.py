@@ -82,7 +82,8 @@ def _say(line: str, *, every_rank: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The one boundary: every failure ends as `error: ...` on stderr and a non-zero exit code."""
-    from .training.signals import FLAG, PREEMPTED_EXIT_CODE, Preempted
+    from .launch.env import PREEMPTED_EXIT_CODE
+    from .training.signals import FLAG, Preempted
 
     _quiet_libraries()
     errors.set_log_dir(None)  # until a command opens a run directory

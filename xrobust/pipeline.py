@@ -71,7 +71,7 @@ def _run_groups(phase) -> list[list[str]]:
     groups: dict[str, list[str]] = {}
     for task in phase.tasks:
         spec = get_task(task)
-        groups.setdefault(spec.head or spec.name, []).append(task)
+        groups.setdefault(spec.head_name, []).append(task)
     return list(groups.values())
 
 
@@ -79,7 +79,7 @@ def _head(task: str) -> str:
     from .tasks import get_task
 
     spec = get_task(task)
-    return spec.head or spec.name
+    return spec.head_name
 
 
 def _tokenizer(cfg):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..data.collate import IGNORE_INDEX
 from ..modeling.heads import wide
 
 _MASKED = -1e9  # exp underflows to exactly 0 in fp32: masked positions carry no probability
@@ -70,7 +71,7 @@ def divergence(kind: str, fmt: str, a: torch.Tensor, b: torch.Tensor, *, attenti
     if fmt == "tagging":
         per_token = _per_unit(kind, a, b, -1, detach_targets)  # (B, L)
         if labels is not None:
-            keep = labels != -100
+            keep = labels != IGNORE_INDEX
         elif attention_mask is not None:
             keep = attention_mask != 0
         else:

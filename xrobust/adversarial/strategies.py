@@ -29,14 +29,15 @@ import math
 
 import torch
 
+from ..data.collate import TARGET_KEYS
 from ..errors import ConfigError
 from ..kernels import perturbation_init, perturbation_step_with_status
+from ..kernels.api import BACKENDS, NORMS
 from .divergence import KINDS as DIVERGENCES
 from .divergence import divergence, symmetric_kl
 from .injection import DeltaInjector, can_coalesce, delta_shape, embedding_mask, grad_scale, per_example_norm
 
-METHODS = ("none", "fgm", "pgd", "freelb", "smart", "r3f", "rs-rp", "rs-da")
-TARGET_KEYS = ("labels", "start_positions", "end_positions")
+NOISES = ("uniform", "normal")  # random perturbations: U(-m, m) or N(0, m^2) per coordinate
 
 
 def _f(x) -> float:
@@ -398,8 +399,8 @@ class RSDA(Strategy):
     method = "rs-da"
 
 
-_CLASSES = {"none": Strategy, "fgm": FGM, "pgd": PGD, "freelb": FreeLB, "smart": SMART, "r3f": R3F,
-            "rs-rp": RSRP, "rs-da": RSDA}
+_CLASSES = {cls.method: cls for cls in (Strategy, FGM, PGD, FreeLB, SMART, R3F, RSRP, RSDA)}
+METHODS = tuple(_CLASSES)  # every list of method names derives from this one
 
 
 def validate_adversarial(cfg, where: str = "adversarial") -> None:
@@ -410,12 +411,9 @@ def validate_adversarial(cfg, where: str = "adversarial") -> None:
 
     if cfg.method not in METHODS:
         fail("method", f"{cfg.method!r} is not one of: {', '.join(METHODS)}")
-    if cfg.norm not in ("l2", "linf"):
-        fail("norm", f"{cfg.norm!r} is not one of: l2, linf")
-    if cfg.noise not in ("uniform", "normal"):
-        fail("noise", f"{cfg.noise!r} is not one of: uniform, normal")
-    if cfg.backend not in ("auto", "eager", "compiled", "triton"):
-        fail("backend", f"{cfg.backend!r} is not one of: auto, eager, compiled, triton")
+    for key, choices in (("norm", NORMS), ("noise", NOISES), ("backend", BACKENDS)):
+        if getattr(cfg, key) not in choices:
+            fail(key, f"{getattr(cfg, key)!r} is not one of: {', '.join(choices)}")
     if cfg.ascent_divergence not in DIVERGENCES:
         fail("ascent_divergence", f"{cfg.ascent_divergence!r} is not one of: {', '.join(DIVERGENCES)}")
     if not isinstance(cfg.reuse_dropout_masks, bool):

@@ -173,7 +173,7 @@ def bench_padding(args) -> dict | None:
 
     with tempfile.TemporaryDirectory(prefix="xrobust-padbench-") as tmp:
         model, tokenizer, spec, langs, feats = _padding_data(args, tmp)
-    head = spec.head or spec.name
+    head = spec.head_name
     n, bs, max_len = len(feats), args.padding_batch_size, args.padding_max_length
     lengths = np.asarray(feature_lengths({"input_ids": [f["input_ids"] for f in feats]}))
     # dynamic: the batches forward_outputs builds (longest first, stable), padded per batch

@@ -161,8 +161,10 @@ def _run_eval(args) -> int:
 
 
 def _add_robustness(sub) -> None:
-    # literals, not imports: building the parser must not load torch (Attack validates them again)
-    ATTACKS, NORMS, NOISE_DISTRIBUTIONS = ("noise", "pgd"), ("l2", "linf"), ("uniform", "normal")
+    from ..adversarial.strategies import NOISES
+    from ..evaluation.robustness import ATTACKS
+    from ..kernels.api import BACKENDS, NORMS
+
     DEFAULT_EPS = (0.0, 0.01, 0.05, 0.1, 0.3, 1.0)
     p = sub.add_parser("robustness", help="metric vs eps under embedding noise and embedding-space PGD per "
                                           "language; --crosslingual: the premise x hypothesis language matrix")
@@ -172,12 +174,12 @@ def _add_robustness(sub) -> None:
                    help=f"perturbation sizes (default: {' '.join(f'{e:g}' for e in DEFAULT_EPS)})")
     p.add_argument("--attack", nargs="+", choices=ATTACKS, default=list(ATTACKS), help="default: noise pgd")
     p.add_argument("--norm", choices=NORMS, default="l2", help="l2: per-example norm over tokens x hidden; linf")
-    p.add_argument("--noise", choices=NOISE_DISTRIBUTIONS, default="uniform",
+    p.add_argument("--noise", choices=NOISES, default="uniform",
                    help="uniform: FreeLB's init scaling; normal: Gaussian with E||delta||^2 = eps^2 (l2)")
     p.add_argument("--pgd-steps", type=int, default=3, help="PGD ascent steps K (default 3)")
     p.add_argument("--pgd-step-size", type=float, help="PGD step (default 2.5 * eps / K)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--kernel-backend", default="auto", choices=("auto", "eager", "compiled", "triton"),
+    p.add_argument("--kernel-backend", default="auto", choices=BACKENDS,
                    help="perturbation_step / perturbation_init backend")
     p.add_argument("--crosslingual", action="store_true",
                    help="also the generalized cross-lingual matrix (xnli, pawsx, demo_xnli)")

@@ -8,6 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..adversarial.divergence import KINDS as DIVERGENCES
+from ..adversarial.strategies import METHODS, NOISES
+from ..kernels.api import BACKENDS, NORMS
+
 
 @dataclass
 class ModelConfig:
@@ -145,11 +149,12 @@ class ExperimentConfig:
 
 CHOICES = {
     "model.dtype": ("auto", "fp32", "bf16", "fp16"),
-    "adversarial.method": ("none", "fgm", "pgd", "freelb", "smart", "r3f", "rs-rp", "rs-da"),
-    "adversarial.norm": ("l2", "linf"),
-    "adversarial.noise": ("uniform", "normal"),
-    "adversarial.backend": ("auto", "eager", "compiled", "triton"),
-    "adversarial.ascent_divergence": ("symmetric", "one_sided", "stable_kl"),
+    # the adversarial lists are owned by the code that implements them
+    "adversarial.method": METHODS,
+    "adversarial.norm": NORMS,
+    "adversarial.noise": NOISES,
+    "adversarial.backend": BACKENDS,
+    "adversarial.ascent_divergence": DIVERGENCES,
     "phase.sampler": ("uniform", "proportional", "capped_proportional", "temperature"),
     "evaluation.split": ("dev", "test"),
     "evaluation.pooling": ("mean", "cls"),

@@ -12,11 +12,11 @@ import torch
 
 from xrobust.errors import ConfigError, DataError
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # token labels the loss ignores (torch cross_entropy's default ignore_index)
 
 # Per-token fields and their pad values; "input_ids" uses the tokenizer's pad id.
 TOKEN_FIELDS = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "labels": IGNORE_INDEX}
-SCALAR_FIELDS = ("labels", "start_positions", "end_positions")
+TARGET_KEYS = ("labels", "start_positions", "end_positions")  # a batch's gold: the loss's inputs, never the encoder's
 # Prediction metadata: never sent to the model, returned only with keep_meta=True.
 META_FIELDS = ("example_id", "offset_mapping", "word_ids", "n_words")
 
@@ -89,7 +89,7 @@ class Collator:
                     batch[key] = [f[key] for f in features]
                 continue
             values = [f[key] for f in features]
-            if key in SCALAR_FIELDS and not isinstance(values[0], (list, tuple)):
+            if key in TARGET_KEYS and not isinstance(values[0], (list, tuple)):
                 batch[key] = torch.tensor(values, dtype=torch.long)
             elif key in TOKEN_FIELDS:
                 pad = self.pad_token_id if key == "input_ids" else TOKEN_FIELDS[key]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from xrobust.data.collate import IGNORE_INDEX
 from xrobust.errors import ConfigError, DataError
 
 # Bump when any featurizer's output changes: part of the feature-cache key (xrobust.data.cache).
@@ -36,7 +37,6 @@ REQUIRED_COLUMNS = {
     "retrieval": ("id", "text"),
 }
 
-IGNORE_INDEX = -100  # labels ignored by the loss (torch CrossEntropyLoss default)
 SEGMENT_IDS = "token_type_ids"
 
 

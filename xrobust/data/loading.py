@@ -26,6 +26,7 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
+from xrobust.data.collate import IGNORE_INDEX
 from xrobust.data.conll import conll_dataset
 from xrobust.data.local_source import LocalSource
 from xrobust.data.stats import log, record_load
@@ -79,7 +80,6 @@ _TEXT_FIELDS = {
     "retrieval": ("text",),
 }
 # Tags unseen in the training split of an open label set (CCG) are ignored, like sub-tokens.
-IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from xrobust.data.collate import IGNORE_INDEX
 from xrobust.errors import DataError
 from xrobust.io import atomic_directory, atomic_write_json
 
@@ -49,10 +50,10 @@ def _load_corpus(path: Path, tokenizer, max_length: int) -> list[list[int]]:
 def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, vocab_size: int,
                 generator: torch.Generator, prob: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT masking: `prob` of the non-special tokens are targets; of those 80% -> <mask>,
-    10% -> a random token, 10% unchanged. Returns (inputs, labels with -100 elsewhere)."""
+    10% -> a random token, 10% unchanged. Returns (inputs, labels IGNORE_INDEX elsewhere)."""
     labels = input_ids.clone()
     chosen = (torch.rand(input_ids.shape, generator=generator) < prob) & ~special
-    labels[~chosen] = -100
+    labels[~chosen] = IGNORE_INDEX
     inputs = input_ids.clone()
     r = torch.rand(input_ids.shape, generator=generator)
     inputs[chosen & (r < 0.8)] = mask_id

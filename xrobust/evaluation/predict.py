@@ -13,11 +13,10 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from ..data.collate import Collator
+from ..data.collate import TARGET_KEYS, Collator
 from ..data.featurize import feature_lengths
 from .. import distributed as dist
 
-TARGETS = ("labels", "start_positions", "end_positions")  # gold in a batch: never fed to the forward
 
 
 @torch.no_grad()
@@ -55,7 +54,7 @@ def forward_outputs(model, features, tokenizer, head: str | None, batch_size: in
             batch = collate([features[i] for i in idx])
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             delta = perturbation(model, batch, b if real else 0, injector) if perturbation is not None else None
-            inputs = {k: v for k, v in batch.items() if k not in TARGETS}
+            inputs = {k: v for k, v in batch.items() if k not in TARGET_KEYS}
             with injector.active(delta) if injector is not None else nullcontext():
                 if hidden_layer is None:
                     out = model(**inputs).logits.float().cpu().numpy()
@@ -100,7 +99,7 @@ def _embed(model, batch, layer: int, pooling: str) -> np.ndarray:
 def predict(model, spec, examples, features, tokenizer, batch_size: int, *, perturbation=None):
     """Example-level predictions in the official file's terms: label names, tag lists, answer texts
     (perturbation: see forward_outputs)."""
-    logits = forward_outputs(model, features, tokenizer, spec.head or spec.name, batch_size,
+    logits = forward_outputs(model, features, tokenizer, spec.head_name, batch_size,
                              perturbation=perturbation)
     return predictions_from_logits(spec, examples, features, logits)
 

@@ -26,7 +26,9 @@ from tqdm import tqdm
 from ..adversarial.injection import DeltaInjector, delta_shape, embedding_mask
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, atomic_write_text
+from ..adversarial.strategies import NOISES
 from ..kernels import perturbation_init, perturbation_step_with_status
+from ..kernels.api import NORMS
 from .. import distributed as dist
 from ..tasks import get_task
 from .finished_run import FinishedRun
@@ -34,8 +36,6 @@ from .predict import forward_outputs, predict, score
 from .scorer import official_name
 
 ATTACKS = ("noise", "pgd")
-NOISE_DISTRIBUTIONS = ("uniform", "normal")
-NORMS = ("l2", "linf")
 DEFAULT_EPS = (0.0, 0.01, 0.05, 0.1, 0.3, 1.0)
 ROBUSTNESS_FILE = "robustness.json"
 
@@ -61,7 +61,7 @@ class Attack:
 
     def __post_init__(self):
         for key, value, choices in (("attack", self.kind, ATTACKS), ("norm", self.norm, NORMS),
-                                    ("noise", self.noise, NOISE_DISTRIBUTIONS)):
+                                    ("noise", self.noise, NOISES)):
             if value not in choices:
                 raise ConfigError(f"--{key}: {value!r}; expected one of {', '.join(choices)}")
         if self.kind == "pgd" and (not isinstance(self.steps, int) or self.steps < 1):

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.collate import IGNORE_INDEX
+
 
 def wide(x: torch.Tensor) -> torch.Tensor:
     """Losses are computed in fp32 or wider: half-precision logits are upcast, fp64 stays fp64."""
@@ -76,7 +78,7 @@ class TaggingHead(nn.Module):
 
     @staticmethod
     def loss(logits, labels):
-        return F.cross_entropy(wide(logits).flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return F.cross_entropy(wide(logits).flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
 
 
 HEADS = {

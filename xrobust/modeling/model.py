@@ -40,7 +40,7 @@ class ModelOutput(transformers.utils.ModelOutput):
 def head_spec_for(task) -> HeadSpec:
     """The head a task trains: tasks naming the same head share it (e.g. the ANLI+ parts)."""
     num = 2 if task.format == "span_qa" else len(task.labels)
-    return HeadSpec(name=task.head or task.name, format=task.format, num_labels=num, labels=tuple(task.labels))
+    return HeadSpec(name=task.head_name, format=task.format, num_labels=num, labels=tuple(task.labels))
 
 
 class XRobustModel(nn.Module):

@@ -161,6 +161,12 @@ class TaskSpec:
         return hash(self.name)
 
     @property
+    def head_name(self) -> str:
+        """The output head this task trains and predicts with: tasks sharing training data share one
+        (`head`), every other task has its own, named after it."""
+        return self.head or self.name
+
+    @property
     def num_choices(self) -> int | None:
         return len(self.labels) if self.format == "multiple_choice" else None
 

@@ -85,12 +85,12 @@ class PhaseData:
         for name in phase.tasks:  # tasks sharing a head (XQuAD, MLQA) share its training data too
             spec = with_labels(get_task(name), source=_source(cfg, name), root=cfg.data.root,
                                xtreme_dir=cfg.data.xtreme_dir)  # CCG: its tag set, read from the data
-            by_head.setdefault(spec.head or spec.name, spec)
+            by_head.setdefault(spec.head_name, spec)
         self.specs = list(by_head.values())
         self.tasks = {spec.name: TaskData(cfg, spec, phase, tokenizer, seed + i)
                       for i, spec in enumerate(self.specs)}
         self.reports = {name: t.report for name, t in self.tasks.items()}  # what each task trains on
-        self.collators = {name: Collator(tokenizer, head=t.spec.head or t.spec.name) for name, t in self.tasks.items()}
+        self.collators = {name: Collator(tokenizer, head=t.spec.head_name) for name, t in self.tasks.items()}
         sizes = {name: len(t.features) for name, t in self.tasks.items()}
         self.sampler = MultiTaskSampler(sizes, phase.sampler, temperature=phase.temperature, cap=phase.cap,
                                         seed=seed)

@@ -1,5 +1,5 @@
 """Preemption and Ctrl-C: a signal sets a flag; training checks it at step boundaries (every rank
-agreeing) and evaluation before every batch, then stops cleanly with PREEMPTED_EXIT_CODE.
+agreeing) and evaluation before every batch, then stops cleanly with xrobust.launch.env.PREEMPTED_EXIT_CODE.
 
 SIGUSR1 (Slurm's warning before the time limit), SIGTERM (scancel, launchers) and SIGINT (Ctrl-C)
 behave the same: no KeyboardInterrupt on any rank. A second Ctrl-C stops at once.
@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-
-PREEMPTED_EXIT_CODE = 3  # checkpointed on a signal: the job script requeues
 
 
 class PreemptionFlag:
@@ -63,7 +61,7 @@ def mark_preempted() -> None:
 
 class Preempted(Exception):
     """Raised after the checkpoint is written (or, in evaluation, before the next batch); the CLI
-    prints the message and exits with PREEMPTED_EXIT_CODE."""
+    prints the message and exits with launch.env.PREEMPTED_EXIT_CODE."""
 
     def __init__(self, step: int | None, checkpoint: str | None, signame: str = "a signal", what: str = ""):
         kind = "interrupted" if signame == "SIGINT" else "preempted"
