@@ -188,6 +188,8 @@ class Trainer:
         for batch in micro_batches:
             batch = {k: v.to(self.engine.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             stats = self.strategy.step(self.engine, batch)
+            # once per micro-batch, as DeepSpeed requires: it counts micro-steps and steps the
+            # optimizer and the LR schedule only at the gradient-accumulation boundary (the last one)
             self.engine.step()
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + float(v)
