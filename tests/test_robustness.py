@@ -109,7 +109,7 @@ def _cfg(toy_run, *overrides):
 def _task_data(toy_run, task: str, lang: str, split: str = "test"):
     from transformers import AutoTokenizer
 
-    from xrobust.evaluation.run import _phase_for
+    from xrobust.evaluation.finished_run import phase_for
     from xrobust.tasks import get_task
     from xrobust.training.data import featurize_cached, load_split
     from xrobust.training.trainer import load_trained
@@ -119,7 +119,7 @@ def _task_data(toy_run, task: str, lang: str, split: str = "test"):
     model = load_trained(toy_run["model_dir"])
     tokenizer = AutoTokenizer.from_pretrained(toy_run["model_dir"])
     examples = load_split(cfg, spec, split, lang)
-    features = featurize_cached(cfg, spec, examples, tokenizer, _phase_for(cfg, task), train=False)
+    features = featurize_cached(cfg, spec, examples, tokenizer, phase_for(cfg, task), train=False)
     return cfg, spec, model, tokenizer, examples, features
 
 
@@ -129,7 +129,7 @@ def _task_data(toy_run, task: str, lang: str, split: str = "test"):
                                              ("demo_xqa", "normal", "l2")])
 def test_zero_noise_equals_clean_metric_exactly(toy_run, task, noise, norm):
     from xrobust.evaluation.predict import forward_outputs, predict, score
-    from xrobust.evaluation.robustness import Attack, attack_metric, perturbed_outputs
+    from xrobust.evaluation.robustness import Attack, attack_metric, perturbation
 
     cfg, spec, model, tokenizer, examples, features = _task_data(toy_run, task, "xb")
     clean = score(spec, examples, predict(model, spec, examples, features, tokenizer, 16), "xb")
@@ -137,10 +137,10 @@ def test_zero_noise_equals_clean_metric_exactly(toy_run, task, noise, norm):
     assert attack_metric(model, spec, examples, features, tokenizer, 16, attack, 0.0, "xb") == clean
     # not only the metric: the logits themselves are bit-identical to the evaluation path's
     ref = forward_outputs(model, features, tokenizer, spec.head, 16)
-    got = perturbed_outputs(model, features, tokenizer, spec.head, 16, attack, 0.0)
+    got = forward_outputs(model, features, tokenizer, spec.head, 16, perturbation=perturbation(attack, 0.0))
     assert all(np.array_equal(a, b) for a, b in zip(ref, got))
     # and noise of a visible size does change them (the perturbation is really injected)
-    moved = perturbed_outputs(model, features, tokenizer, spec.head, 16, attack, 1.0)
+    moved = forward_outputs(model, features, tokenizer, spec.head, 16, perturbation=perturbation(attack, 1.0))
     assert any(not np.array_equal(a, b) for a, b in zip(ref, moved))
 
 
@@ -219,10 +219,10 @@ def test_pgd_curve_does_not_beat_clean_and_writes_outputs(toy_run, tmp_path):
 def test_pgd_on_span_qa_uses_gold_spans(toy_run):
     from xrobust.evaluation.predict import predict, score
     from xrobust.evaluation.robustness import Attack, attack_metric, with_qa_targets
-    from xrobust.evaluation.run import _phase_for
+    from xrobust.evaluation.finished_run import phase_for
 
     cfg, spec, model, tokenizer, examples, features = _task_data(toy_run, "demo_xqa", "en")
-    kept, feats, skipped = with_qa_targets(cfg, spec, examples, features, tokenizer, _phase_for(cfg, "demo_xqa"))
+    kept, feats, skipped = with_qa_targets(cfg, spec, examples, features, tokenizer, phase_for(cfg, "demo_xqa"))
     assert skipped == 0 and len(kept) == len(examples) and len(feats) == len(features)
     assert any(s > 0 for s in feats["start_positions"])  # answers found inside windows
     clean = score(spec, examples, predict(model, spec, examples, features, tokenizer, 16), "en")
@@ -237,7 +237,7 @@ def test_pgd_on_span_qa_drops_and_reports_answers_not_in_their_context(toy_run, 
     for PGD's loss: the example is left out of every curve of the task and counted in the settings."""
     from xrobust.cli import main
     from xrobust.evaluation.predict import predict, score
-    from xrobust.evaluation.run import _phase_for
+    from xrobust.evaluation.finished_run import phase_for
     from xrobust.training.data import featurize_cached, load_split
 
     data = tmp_path / "data"
@@ -266,7 +266,7 @@ def test_pgd_on_span_qa_drops_and_reports_answers_not_in_their_context(toy_run, 
     _, spec, model, tokenizer, *_ = _task_data(toy_run, "demo_xqa", "xb")
     cfg = _cfg(toy_run, f"data.root={data}")
     examples = load_split(cfg, spec, "test", "xb").select([i for i in range(16) if i not in (0, 3)])
-    features = featurize_cached(cfg, spec, examples, tokenizer, _phase_for(cfg, "demo_xqa"), train=False)
+    features = featurize_cached(cfg, spec, examples, tokenizer, phase_for(cfg, "demo_xqa"), train=False)
     clean = score(spec, examples, predict(model, spec, examples, features, tokenizer, 16), "xb")
     assert curves["pgd"]["xb"][0] == [0.0, clean["f1"]]
 

@@ -32,7 +32,7 @@ from ..kernels.api import NORMS
 from .. import distributed as dist
 from ..tasks import get_task
 from .finished_run import FinishedRun
-from .predict import forward_outputs, predict, score
+from .predict import predict, score
 from .scorer import official_name
 
 ATTACKS = ("noise", "pgd")
@@ -155,13 +155,6 @@ def perturbation(attack: Attack | None, eps: float, seed_key: str = ""):
         gen = torch.Generator(device=mask.device).manual_seed(_seed(attack.seed, seed_key, eps, index))
         return noise_delta(delta_shape(batch, model.encoder.config.hidden_size), mask, eps, attack, gen)
     return delta
-
-
-def perturbed_outputs(model, features, tokenizer, head: str, batch_size: int, attack: Attack | None,
-                      eps: float = 0.0, *, seed_key: str = "") -> list[np.ndarray]:
-    """forward_outputs' logits with a perturbation of size eps added to the word embeddings."""
-    return forward_outputs(model, features, tokenizer, head, batch_size,
-                           perturbation=perturbation(attack, eps, seed_key))
 
 
 def headline_metric(spec) -> str:

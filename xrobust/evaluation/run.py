@@ -19,12 +19,11 @@ from ..io import atomic_write_json, atomic_write_text
 from ..tasks import get_task
 from .. import distributed as dist
 from . import metrics as M
-from .finished_run import FinishedRun, phase_for
+from .finished_run import FinishedRun
 from .predict import forward_outputs, gold, predict, score
 from .scorer import official_name
 
 
-_phase_for = phase_for  # the name tests/test_robustness.py imports
 
 
 def _stop_on_signal(where):
