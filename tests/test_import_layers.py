@@ -24,7 +24,7 @@ LAYERS = {
     "foundation": ["xrobust", "errors", "io", "shipped"],
     "building blocks": ["tasks", "data", "modeling", "kernels", "adversarial"],
     "experiment config": ["config"],
-    "processes": ["launch", "distributed", "tracking"],
+    "processes": ["launch", "distributed", "host_memory", "tracking"],
     "training": ["training"],
     "evaluation": ["evaluation"],
     "pipeline": ["pipeline"],

@@ -44,10 +44,8 @@ PHASE = {"tasks": ["demo_nli"], "batch_size": 4, "micro_batch_size": 2, "max_ste
 
 
 def _env() -> dict:
-    # glibc keeps freed blocks below its (adaptive) mmap threshold in its heap: gloo's buffers for the
-    # embedding's collectives stayed resident, ~0.7 GiB per rank (docs/BENCHMARKS.md); a fixed
-    # threshold returns them to the system when freed
-    return {**env(), "MALLOC_MMAP_THRESHOLD_": str(16 * 2**20)}
+    # no MALLOC_* variable: the run uses the allocator setting every CPU run gets (xrobust/host_memory.py)
+    return {k: v for k, v in env().items() if not k.startswith("MALLOC_")}
 
 
 def _timed_command(args: list[str], time_dir: Path) -> list[str]:

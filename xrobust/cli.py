@@ -126,8 +126,11 @@ def _leave_process_group() -> None:
 
 def run() -> None:
     """The process entry (console script, `python -m xrobust.cli`, every launcher's ranks)."""
+    from .distributed import device
+    from .host_memory import configure_for
     from .training.memory_trace import start_from_env
 
+    configure_for(device().type)  # before any model tensor is allocated
     start_from_env()
     code = main()
     _leave_process_group()

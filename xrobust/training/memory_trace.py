@@ -44,6 +44,7 @@ def start_from_env() -> None:
                 recorded = rss
                 frame = sys._current_frames().get(main_id)
                 stack = [line.strip() for line in traceback.format_stack(frame)[-14:]] if frame else []
+                del frame  # a frame held here would keep its locals (e.g. gathered parameters) alive
                 growth.append({"rss": rss, "t": round(time.monotonic() - t0, 3), "stack": stack})
             time.sleep(PERIOD_S)
 
