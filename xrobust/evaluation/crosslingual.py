@@ -187,7 +187,8 @@ def evaluate_crosslingual(cfg, root: Path, *, tasks=None, languages=None, split=
 
         out[official_name(name)] = crosslingual_matrix(model, spec, sets, tokenizer, featurize_fn=featurize_fn,
                                                        batch_size=ev.batch_size, desc=f"crosslingual {name}")
-    result = {"tasks": out, "settings": {"split": split, "max_examples": max_examples, "models": run.models}}
+    result = {"tasks": out,
+              "settings": {"split": split, "max_examples": max_examples, "models": run.models.to_json(root)}}
     if dist.is_main():
         write_crosslingual(result, Path(out_dir) if out_dir else root / "robustness",
                            title=f"Generalized cross-lingual accuracy: {cfg.name} ({split})")

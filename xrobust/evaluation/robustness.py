@@ -255,7 +255,8 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
         "tasks": curves,
         "metrics": metric_names,
         "settings": {"split": split, "eps": eps, "max_examples": max_examples, "batch_size": ev.batch_size,
-                     "attacks": {a.kind: _attack_settings(a) for a in attacks}, "models": run.models, "data": data},
+                     "attacks": {a.kind: _attack_settings(a) for a in attacks}, "models": run.models.to_json(root),
+                     "data": data},
     }
     if dist.is_main():
         write_robustness(result, Path(out_dir) if out_dir else root / "robustness",

@@ -111,7 +111,6 @@ def results_dir(root: Path, split: str) -> Path:
 
 
 def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tracker=None, models=None) -> dict:
-    from ..training.rundir import relative_models
     from ..training.signals import FLAG
     from .report import write_report
     from .results import build_results
@@ -165,7 +164,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
             scores.setdefault(official_name(spec.name), {})[lang] = metrics
     bar.close()
     settings = {"split": split, "retrieval_layer": layer, "retrieval_pooling": ev.pooling,
-                "max_examples": ev.max_examples, "models": relative_models(root, run.models), **extra}
+                "max_examples": ev.max_examples, "models": run.models.to_json(root), **extra}
     out = results_dir(root, split)
     previous = out / "results.json"
     if previous.is_file():  # evaluating more tasks or languages adds to what is there
