@@ -191,8 +191,9 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
                     if dist.is_main():
                         write_description(run_dir, dump_yaml(dataclasses.replace(cfg, phases={key: sub})),
                                           dist.world_size())
-                    trainer = Trainer(cfg, key, sub, run_dir, init, tokenizer, tracker, step_offset,
-                                      evaluate_dev=evaluate_dev)
+                    trainer = Trainer(cfg, phase_key=key, phase=sub, run_dir=run_dir, init_encoder=init,
+                                      tokenizer=tokenizer, evaluate_dev=evaluate_dev, tracker=tracker,
+                                      step_offset=step_offset)
                     model_dir = trainer.run(resume=resuming, fresh_if_nothing_to_resume=fresh_if_nothing_to_resume)
                     step_offset += trainer.total_steps
                 for task in tasks:

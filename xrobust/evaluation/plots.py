@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from xrobust.io import atomic_write_bytes
 
-from . import metrics as M
+from .metrics import TASK2LANGS
 from .results import language_deltas, language_score, languages, mean_chance, task_order
 
 
@@ -28,7 +28,7 @@ def save_png(fig: Figure, path: str | os.PathLike) -> None:
 def heatmap_title(results: Mapping) -> str:
     """What was evaluated: XTREME (with its score when defined) or other zero-shot tasks."""
     tasks = results["tasks"]
-    if tasks and all(t in M.TASK2LANGS for t in tasks):
+    if tasks and all(t in TASK2LANGS for t in tasks):
         score = results.get("score")
         return "XTREME zero-shot scores per language" + ("" if score is None else f" (XTREME score {score:.1f})")
     return "Zero-shot scores per language"
