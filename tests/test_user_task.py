@@ -15,7 +15,8 @@ from test_encoders import WORDS, bert_dir  # noqa: F401  (the tiny BERT fixture)
 from xrobust.cli import main
 from xrobust.config import load_config
 from xrobust.errors import ConfigError
-from xrobust.tasks import INTERMEDIATE_TASKS, TaskSpec, all_tasks, get_task
+from xrobust.tasks import INTERMEDIATE_TASKS, Adapter, HubSource, TaskSpec, all_tasks, get_task
+from xrobust.tasks.adapters import label_name
 
 REFERENCE = f"{__name__}:SENTIMENT"
 
@@ -27,6 +28,20 @@ SENTIMENT = TaskSpec(
     local_template="{root}/toy_sentiment/{split}.jsonl")
 
 NOT_A_SPEC = {"name": "toy"}
+
+
+def _sst2_columns(batch, rows, ctx):
+    return {"id": [str(i) for i in batch["idx"]], "text_a": batch["sentence"], "text_b": [None] * len(rows),
+            "label": [label_name(v, ctx.class_names.get("label")) for v in batch["label"]]}
+
+
+# The hub route: a dataset of the replica hub (GLUE SST-2) through an Adapter of this module's own.
+_ADAPTER = Adapter("my_sst2", "classification", required=("sentence", "label"), convert=_sst2_columns,
+                   keep=lambda batch, ctx: [v != -1 for v in batch["label"]])
+MY_SST2 = TaskSpec(
+    "my_sst2", "My SST-2", "classification", "intermediate", labels=("negative", "positive"), pair=False,
+    languages=("en",), metric="accuracy", train_task="my_sst2", head=None, max_length=64,
+    sources={"dev": (HubSource("nyu-mll/glue", "sst2", "validation", _ADAPTER),)})
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -86,3 +101,14 @@ def test_reference_resolution_and_its_errors():
         get_task(f"{__name__}:NOT_A_SPEC")
     with pytest.raises(ConfigError, match=r"unknown task 'nope'.*or a task of your own as 'module.path:ATTRIBUTE'"):
         get_task("nope")
+
+
+def test_a_task_of_ones_own_loads_from_the_hub_with_its_own_adapter(hub):
+    from xrobust.data.loading import load_examples
+
+    mine = load_examples(f"{__name__}:MY_SST2", "dev")
+    shipped = load_examples("sst2", "dev")  # the registry's SST-2 (adapter glue_sst2), the same rows
+    assert len(mine) == len(shipped) > 0
+    for key in ("id", "text_a", "label"):
+        assert mine[key] == shipped[key], key
+    assert get_task(f"{__name__}:MY_SST2").sources["dev"][0].to_dict()["adapter"] == "my_sst2"
