@@ -434,8 +434,11 @@ def _import_task(reference: str) -> TaskSpec:
     if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
         raise ConfigError(f"task {reference!r}: its name '{spec.name}' is a registered task already; give it "
                           "another name")
-    # the spec's own name stays its head's name (a module name, without '.' or ':'); a train_task
-    # that is the spec itself follows it to the reference
+    # the spec's own name stays its head's name (a module name: no '.' or ':'); a train_task that is
+    # the spec itself follows it to the reference
+    if not re.fullmatch(r"[A-Za-z_][\w-]*", spec.head or spec.name):
+        raise ConfigError(f"task {reference!r}: its head is named {spec.head or spec.name!r}; a head name has "
+                          "letters, digits, '_' and '-' only (set `name` or `head` so)")
     own = {spec.name, reference}
     task = dataclasses.replace(spec, name=reference, head=spec.head or spec.name,
                                train_task=reference if spec.train_task in own else spec.train_task)
