@@ -53,7 +53,8 @@ MODEL_CONFIG = {
 # English train and dev/test in every language (tatoeba: test in the non-English languages).
 DEMO_TASKS = {
     "demo_nli": {"format": "classification", "labels": list(task_generators.NLI_LABELS), "role": "intermediate"},
-    "demo_sentiment": {"format": "classification", "labels": list(task_generators.SENTIMENT_LABELS), "role": "intermediate"},
+    "demo_sentiment": {"format": "classification", "labels": list(task_generators.SENTIMENT_LABELS),
+                       "role": "intermediate"},
     "demo_mc": {"format": "multiple_choice", "labels": ["0", "1", "2", "3"], "role": "intermediate"},
     "demo_qa": {"format": "span_qa", "labels": [], "role": "intermediate"},
     "demo_tag": {"format": "tagging", "labels": list(task_generators.POS_TAGS), "role": "intermediate"},
@@ -135,7 +136,8 @@ def _corpus(seed: int, sizes: dict, exclude: set[str]) -> list[dict]:
         rng, pools = _rng(seed, "corpus", "mono", lang), task_generators.Pools("dev")
         for _ in range(sizes["corpus_mono"]):
             c = task_generators.sample_bitext(rng, pools)
-            toks = render_question(lang, c, rng.choice(task_generators._askable(c))) if rng.random() < 0.2 else render_clause(lang, c)
+            question = rng.random() < 0.2  # drawn first, as the condition of a conditional expression is
+            toks = render_question(lang, c, rng.choice(task_generators._askable(c))) if question else render_clause(lang, c)
             rows.append({"lang": lang, "kind": "mono", "text": detokenize(toks)[0], "text_pair": None})
     rng, pools = _rng(seed, "corpus", "parallel"), task_generators.Pools("dev")
     others = [lang for lang in LANGUAGES if lang != "en"]

@@ -85,7 +85,8 @@ def _retrieval_scores(run: FinishedRun, spec, model, tokenizer, split, lang):
         gold_idx = [gold[s] for s in bitext.source["id"]]
         pred = retrieval.tatoeba_retrieve(src, tgt).tolist()
         if dist.is_main():
-            retrieval.write_tatoeba_predictions(out / "predictions" / official_name(spec.name) / f"{split}-{lang}.tsv", pred)
+            retrieval.write_tatoeba_predictions(out / "predictions" / official_name(spec.name) / f"{split}-{lang}.tsv",
+                                                pred)
             atomic_write_text(out / "labels" / official_name(spec.name) / f"{split}-{lang}.tsv",
                               "".join(f"{i}\n" for i in gold_idx))
         return tatoeba_accuracy(gold_idx, pred), {}
