@@ -136,8 +136,10 @@ def _corpus(seed: int, sizes: dict, exclude: set[str]) -> list[dict]:
         rng, pools = _rng(seed, "corpus", "mono", lang), task_generators.Pools("dev")
         for _ in range(sizes["corpus_mono"]):
             c = task_generators.sample_bitext(rng, pools)
-            question = rng.random() < 0.2  # drawn first, as the condition of a conditional expression is
-            toks = render_question(lang, c, rng.choice(task_generators._askable(c))) if question else render_clause(lang, c)
+            if rng.random() < 0.2:
+                toks = render_question(lang, c, rng.choice(task_generators._askable(c)))
+            else:
+                toks = render_clause(lang, c)
             rows.append({"lang": lang, "kind": "mono", "text": detokenize(toks)[0], "text_pair": None})
     rng, pools = _rng(seed, "corpus", "parallel"), task_generators.Pools("dev")
     others = [lang for lang in LANGUAGES if lang != "en"]
