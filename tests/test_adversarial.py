@@ -302,8 +302,9 @@ def test_adversarial_presets_load_and_validate():
     from xrobust.adversarial import validate_adversarial
     from xrobust.config.loader import load_config
 
-    tasks = ["anli_plus", "mnli", "qqp", "sst2", "squad", "hellaswag", "cosmosqa", "commonsenseqa", "ccg"]
-    for base in [f"xstilts_{t}" for t in tasks] + ["multitask"]:
+    from xrobust.tasks import INTERMEDIATE_TASKS
+
+    for base in [f"xstilts_{t}" for t in INTERMEDIATE_TASKS] + ["multitask"]:
         plain = load_config(base)
         for method in ("freelb", "smart"):
             cfg = load_config(f"{base}_{method}")

@@ -8,6 +8,7 @@ import yaml
 from xrobust.config import dump_yaml, load_config, preset_names, to_dict
 from xrobust.config.loader import OVERLAYS, PRESET_PACKAGE, overlay_names
 from xrobust.errors import ConfigError
+from xrobust.tasks import INTERMEDIATE_TASKS, TARGET_TASKS
 
 GOOD = """
 name: t
@@ -169,14 +170,14 @@ def test_shipped_overlays_leave_name_and_tasks_to_the_preset():
 
 def test_every_shipped_preset_loads():
     names = set(preset_names())
-    expected = {"demo", "multitask"} | {f"xstilts_{t}" for t in
-                                        "anli_plus mnli qqp sst2 squad hellaswag cosmosqa commonsenseqa ccg".split()}
+    expected = {"demo", "multitask"} | {f"xstilts_{t}{variant}" for t in INTERMEDIATE_TASKS
+                                        for variant in ("", "_freelb", "_smart")}
     assert expected <= names
     for name in names - {"xstilts_base"}:
         cfg = load_config(name)
         assert cfg.phases
     multi = load_config("multitask")
-    assert len(multi.phases["intermediate"].tasks) == 9
+    assert multi.phases["intermediate"].tasks == list(INTERMEDIATE_TASKS)  # `tasks: intermediate`
 
 
 def test_resolved_config_round_trips(tmp_path):
@@ -184,3 +185,22 @@ def test_resolved_config_round_trips(tmp_path):
     path = write(tmp_path, dump_yaml(cfg), "resolved.yaml")
     again = load_config(str(path))
     assert again == cfg
+
+
+def test_task_presets_are_written_from_the_registry(tmp_path):
+    """xstilts_<task>[_<overlay>] exist for every intermediate task with no file of their own (squad and
+    ccg keep theirs), and `tasks: intermediate` / `target` stand for the registry's lists."""
+    shipped = {p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml")}
+    assert {"xstilts_mnli", "xstilts_mnli_freelb"}.isdisjoint(shipped) and "xstilts_squad" in shipped
+    mnli = load_config("xstilts_mnli_smart")
+    assert mnli.name == "xstilts-mnli-smart" and mnli.phases["intermediate"].tasks == ["mnli"]
+    assert load_config("xstilts_anli_plus").name == "xstilts-anli-plus"
+    assert load_config("xstilts_squad_freelb").phases["intermediate"].max_length == 384  # from xstilts_squad.yaml
+    config = write(tmp_path, "base: xstilts_qqp\nname: all\nphases: {intermediate: {tasks: intermediate}}\n"
+                             "evaluation: {tasks: target}\n", "all.yaml")
+    cfg = load_config(str(config))
+    assert cfg.phases["intermediate"].tasks == list(INTERMEDIATE_TASKS)
+    assert cfg.evaluation.tasks == list(TARGET_TASKS)
+    assert load_config(str(config), ["phases.intermediate.tasks=[sst2]"]).phases["intermediate"].tasks == ["sst2"]
+    with pytest.raises(ConfigError, match="key 'phases.intermediate.tasks': expected a list, got 'everything'"):
+        load_config(str(config), ["phases.intermediate.tasks=everything"])

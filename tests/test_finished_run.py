@@ -7,11 +7,14 @@ import json
 import re
 import shutil
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from test_robustness import _cfg, one_thread, toy_run  # noqa: F401  (module fixtures: one toy run here)
+from xrobust.training.rundir import RunModels
 
 
 def _open(toy_run, **kw):
@@ -25,8 +28,10 @@ def test_opens_a_run_and_lists_its_tasks(toy_run):
 
     run = _open(toy_run)
     model_dir = str(toy_run["model_dir"])
-    assert run.tasks == ["demo_xnli", "demo_xqa"]  # models.json's task keys, not "phase:target"
-    assert run.models == {"demo_xnli": model_dir, "demo_xqa": model_dir, "phase:target": model_dir}
+    # models.json in its older form (test_robustness writes one mapping, the phase's model as "phase:target")
+    assert run.tasks == ["demo_xnli", "demo_xqa"]
+    assert run.models == RunModels({"demo_xnli": Path(model_dir), "demo_xqa": Path(model_dir)},
+                                   {"target": Path(model_dir)})
     assert run.evaluated_tasks() == ["demo_xnli"]  # the config's evaluation.tasks
     assert run.model_dir("demo_xqa") == model_dir
     assert run.model_dir("demo_tatoeba") == run.final_model_dir() == model_dir  # retrieval: the last phase's
@@ -38,8 +43,8 @@ def test_opens_a_run_and_lists_its_tasks(toy_run):
         [(xnli, "xb"), (xnli, "en"), (xqa, "xb"), (xqa, "en")]
     assert [lang for _, lang in run.plan(["demo_xnli"], "test")] == list(xnli.split_languages("test"))
     # models given by the caller (the pipeline's, before models.json is read) replace models.json
-    other = _open(toy_run, models={"demo_pos": toy_run["model_dir"], "phase:x": toy_run["model_dir"]})
-    assert other.tasks == ["demo_pos"] and other.models["demo_pos"] == model_dir
+    other = _open(toy_run, models=RunModels({"demo_pos": toy_run["model_dir"]}, {"x": toy_run["model_dir"]}))
+    assert other.tasks == ["demo_pos"] and other.model_dir("demo_pos") == model_dir
 
 
 def test_loads_one_model_at_a_time_and_the_evaluation_data(toy_run):
@@ -82,9 +87,14 @@ def test_missing_or_bad_models_json_and_untrained_tasks_are_clear_errors(toy_run
     with pytest.raises(XRobustError, match="models.json: unreadable"):
         FinishedRun(cfg, run_dir)
     (run_dir / "models.json").write_text(json.dumps(["demo_xnli"]))
-    with pytest.raises(XRobustError, match="expected a mapping of task -> model directory"):
+    older = r"\(or, as older runs wrote it, a mapping of task -> model directory\)"
+    with pytest.raises(XRobustError, match=r"expected \{\"tasks\": .* " + older):
         FinishedRun(cfg, run_dir)
-    (run_dir / "models.json").write_text(json.dumps({"demo_xnli": str(toy_run["model_dir"])}))
+    (run_dir / "models.json").write_text(json.dumps({"tasks": {"demo_xnli": 1}, "phases": {}}))
+    with pytest.raises(XRobustError, match='expected {"tasks": {task: model directory}, "phases"'):
+        FinishedRun(cfg, run_dir)
+    (run_dir / "models.json").write_text(json.dumps({"tasks": {"demo_xnli": str(toy_run["model_dir"])},
+                                                     "phases": {}}))
     run = FinishedRun(cfg, run_dir)
     message = re.escape(f"task 'demo_pos' was not trained in {run_dir} (trained: demo_xnli)")
     with pytest.raises(XRobustError, match=message):

@@ -14,6 +14,7 @@ import pytest
 from xrobust.errors import LaunchError
 from xrobust.launch import slurm as xslurm
 from xrobust.launch.env import _parse_nodelist, distributed_env_from_slurm, hostfile_from_nodelist
+from xrobust.tasks import INTERMEDIATE_TASKS, TARGET_TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "scripts" / "tiny_zero3.py"
@@ -43,6 +44,12 @@ def test_render_errors_and_output(tmp_path):
     assert "INIT_ENCODER='/enc dir'" in text and "xr_run()" in text and "{{" not in text
     assert "lr: 3.0e-05" in config.read_text()
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    # no TASKS: the registry's list, and one array index per task
+    script, _ = xslurm.render("target_array", str(cfg), None, str(tmp_path / "all.sbatch"), {"INIT_ENCODER": "/e"})
+    text = script.read_text()
+    assert f"TASKS=({' '.join(TARGET_TASKS)})" in text and f"#SBATCH --array=0-{len(TARGET_TASKS) - 1}" in text
+    script, _ = xslurm.render("intermediate_array", str(cfg), None, str(tmp_path / "inter.sbatch"))
+    assert f"TASKS=({' '.join(INTERMEDIATE_TASKS)})" in script.read_text()
     res = subprocess.run([sys.executable, "-m", "xrobust.cli", "slurm", "submit", "--template", "evaluate",
                           "--config", str(cfg), "--out", str(tmp_path / "e.sbatch")],
                          capture_output=True, text=True, env={**os.environ, "PATH": str(tmp_path)})

@@ -36,7 +36,7 @@ def test_run_is_self_describing(runs):
         assert (run / name).is_file(), name
     env = json.loads((run / "environment.json").read_text())
     assert env["world_size"] == 2 and env["deepspeed"]
-    models = json.loads((run / "models.json").read_text())
+    models = json.loads((run / "models.json").read_text())["tasks"]
     for task in TARGETS:  # X-STILTs: one target run per task, each from the intermediate encoder
         assert (run / "target" / task / "model" / "heads.json").is_file()
         assert models[task].endswith(f"target/{task}/model")

@@ -259,8 +259,8 @@ def test_resume_refuses_a_config_that_trains_differently(world, finished, tmp_pa
 
 def test_models_json_is_relative_and_a_moved_run_evaluates_its_own_models(finished, tmp_path):
     models = json.loads((finished / "models.json").read_text())
-    assert models == {"demo_nli": "intermediate/model", "phase:intermediate": "intermediate/model",
-                      "demo_xnli": "target/model", "phase:target": "target/model"}
+    assert models == {"tasks": {"demo_nli": "intermediate/model", "demo_xnli": "target/model"},
+                      "phases": {"intermediate": "intermediate/model", "target": "target/model"}}
     moved = copy_run(finished, tmp_path / "a" / "copy")
     moved = Path(shutil.move(moved, tmp_path / "b" / "moved"))
     # the original's model is damaged: a moved run that still used it would fail
@@ -273,18 +273,21 @@ def test_models_json_is_relative_and_a_moved_run_evaluates_its_own_models(finish
         shutil.copy(tmp_path / "heads.pt", finished / "target" / "model" / "heads.pt")
     assert res.returncode == 0, res.stderr[-3000:]
     results = json.loads((moved / "eval-dev" / "results.json").read_text())
-    assert results["settings"]["models"]["demo_xnli"] == "target/model"
+    assert results["settings"]["models"]["tasks"]["demo_xnli"] == "target/model"
     assert (moved / "predictions" / "demo_xnli" / "dev-en.tsv").is_file()
 
 
 def test_older_run_directories_with_working_directory_paths_still_load(finished, tmp_path, capsys):
-    """Older runs wrote output_dir/name/<phase>/model; such paths resolve inside the run wherever it is."""
+    """Older runs wrote output_dir/name/<phase>/model, in models.json's older form (one mapping, a phase's
+    model under "phase:<name>"); such a run loads wherever it is."""
     run = copy_run(finished, tmp_path / "old")
     recorded = yaml.safe_load((run / "config.yaml").read_text())
     recorded.update(output_dir="runs", name="gone")  # the original location no longer exists
     (run / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
-    (run / "models.json").write_text(json.dumps({k: f"runs/gone/{v}" for k, v in
-                                                 json.loads((finished / "models.json").read_text()).items()}))
+    models = json.loads((finished / "models.json").read_text())
+    older = {**{task: f"runs/gone/{path}" for task, path in models["tasks"].items()},
+             **{f"phase:{phase}": f"runs/gone/{path}" for phase, path in models["phases"].items()}}
+    (run / "models.json").write_text(json.dumps(older))
     assert xr("eval", "--run", run, "--split", "dev", "--tasks", "demo_xnli", "demo_tatoeba", "--languages", "xa") == 0
     results = json.loads((run / "eval-dev" / "results.json").read_text())
     assert set(results["tasks"]) == {"demo_xnli", "demo_tatoeba"}

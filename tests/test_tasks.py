@@ -55,15 +55,16 @@ EXPECTED = {
 }
 
 
-def test_eighteen_real_tasks_in_paper_order():
-    assert INTERMEDIATE_TASKS == ("anli_plus", "mnli", "qqp", "sst2", "squad", "hellaswag",
-                                  "cosmosqa", "commonsenseqa", "ccg")
-    assert TARGET_TASKS == ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc",
-                            "tatoeba")
+def test_the_papers_tasks_in_its_order_and_the_lists_from_the_registry():
+    # a task added to the registry joins the lists after these (docs/EXTENDING.md)
+    assert INTERMEDIATE_TASKS[:9] == ("anli_plus", "mnli", "qqp", "sst2", "squad", "hellaswag",
+                                      "cosmosqa", "commonsenseqa", "ccg")
+    assert TARGET_TASKS[:9] == ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc",
+                                "tatoeba")
     real = all_tasks(include_demo=False)
     assert [t.name for t in real] == list(INTERMEDIATE_TASKS + TARGET_TASKS)
-    assert all(t.phase == "intermediate" for t in real[:9])
-    assert all(t.phase == "target" for t in real[9:])
+    assert [t.name for t in real if t.phase == "intermediate"] == list(INTERMEDIATE_TASKS)
+    assert [t.name for t in real if t.phase == "target"] == list(TARGET_TASKS)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -10,7 +10,8 @@ from . import errors
 from .config import dump_yaml, to_dict
 from .errors import ConfigError, XRobustError
 from . import distributed as dist
-from .training.rundir import check_resumed_config, prepare_run_dir, read_models, write_description, write_models
+from .training.rundir import RunModels, check_resumed_config, prepare_run_dir, read_models, write_description, \
+    write_models
 
 
 def run_root(cfg) -> Path:
@@ -50,15 +51,18 @@ def _tracker(cfg, root: Path, resume: bool):
     return Tracker(to_dict(cfg), root, dist.rank(), resume_step=0 if resume else None)
 
 
-def _init_encoder(value, previous: str, models: dict, key: str) -> str:
+PHASE_REFERENCE = "phase:"  # init_encoder: phase:<name> is that earlier phase's model
+
+
+def _init_encoder(value, previous: str, models: RunModels, key: str) -> str:
     """Default: the previous phase's encoder. `phase:<name>` picks an earlier phase's explicitly."""
     if value is None:
         return previous
-    if value.startswith("phase:"):
-        name = value[len("phase:"):]
-        if f"phase:{name}" not in models:
+    if value.startswith(PHASE_REFERENCE):
+        name = value[len(PHASE_REFERENCE):]
+        if name not in models.phases:
             raise XRobustError(f"key 'phases.{key}.init_encoder': phase '{name}' has not been trained in this run")
-        return str(models[f"phase:{name}"])
+        return str(models.phases[name])
     return value
 
 
@@ -99,7 +103,7 @@ def _eval_tasks(cfg) -> list[str]:
     return list(cfg.evaluation.tasks or cfg.phases[list(cfg.phases)[-1]].tasks)
 
 
-def check_before_training(cfg, selected: list[str], models: dict, evaluate: bool) -> None:
+def check_before_training(cfg, selected: list[str], models: RunModels, evaluate: bool) -> None:
     """Everything that would otherwise fail after hours of training."""
     from .evaluation.retrieval import check_retrieval_layer
     from .tasks import get_task
@@ -110,32 +114,32 @@ def check_before_training(cfg, selected: list[str], models: dict, evaluate: bool
     order = list(cfg.phases)
     for key in selected:
         init = cfg.phases[key].init_encoder or ""
-        if init.startswith("phase:"):
-            name = init[len("phase:"):]
+        if init.startswith(PHASE_REFERENCE):
+            name = init[len(PHASE_REFERENCE):]
             earlier = name in order and order.index(name) < order.index(key)
-            if not (earlier or f"phase:{name}" in models):
+            if not (earlier or name in models.phases):
                 raise ConfigError(f"key 'phases.{key}.init_encoder': phase '{name}' is not an earlier phase of this "
                                   f"config nor trained in this run (phases: {', '.join(order)})")
     if not evaluate:
         return
-    trained = set(models) | {t for phase in cfg.phases.values() for t in phase.tasks}
+    trained = set(models.tasks) | {t for phase in cfg.phases.values() for t in phase.tasks}
     tasks = _eval_tasks(cfg)
     for i, task in enumerate(tasks):
         if get_task(task).format != "retrieval" and task not in trained:
             where = f"evaluation.tasks[{i}]" if cfg.evaluation.tasks else f"phases.{order[-1]}.tasks"
             raise ConfigError(f"key '{where}': '{task}' is evaluated but no phase trains it (trained: "
-                              f"{', '.join(sorted(t for t in trained if not t.startswith('phase:')))})")
+                              f"{', '.join(sorted(trained))})")
     if any(get_task(t).format == "retrieval" for t in tasks):
         encoder = cfg.model.name_or_path
         for phase in cfg.phases.values():
-            if phase.init_encoder and not phase.init_encoder.startswith("phase:"):
+            if phase.init_encoder and not phase.init_encoder.startswith(PHASE_REFERENCE):
                 encoder = phase.init_encoder
         check_retrieval_layer(cfg, encoder)
 
 
-def _discard_unstarted(root: Path, models: dict, tracker) -> bool:
+def _discard_unstarted(root: Path, models: RunModels, tracker) -> bool:
     """A run that failed before its first checkpoint and finished no phase leaves nothing behind."""
-    if any(root.rglob("latest_complete")) or models:
+    if any(root.rglob("latest_complete")) or models.tasks or models.phases:
         return False
     if tracker:
         tracker.finish(exit_code=1)
@@ -153,16 +157,16 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
 
     dist.init_distributed()
     selected = phases or list(cfg.phases)
-    check_before_training(cfg, selected, {}, evaluate=False)  # before any directory is made
+    check_before_training(cfg, selected, RunModels(), evaluate=False)  # before any directory is made
     root = run_root(cfg)
     lock, resuming, created = _prepare(cfg, resume=resume, overwrite=overwrite,
                                        accept_config_change=accept_config_change,
                                        fresh_if_nothing_to_resume=fresh_if_nothing_to_resume)
     errors.set_log_dir(root)
     tracker = None
-    models: dict = {}
+    models = RunModels()
     try:
-        models = read_models(root) if resuming else {}
+        models = read_models(root) if resuming else RunModels()
         check_before_training(cfg, selected, models, evaluate)
         tracker = _tracker(cfg, root, resume)
         tokenizer = _tokenizer(cfg)
@@ -170,8 +174,8 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
         step_offset = 0
         for key, phase in cfg.phases.items():
             if key not in selected:
-                if models.get(f"phase:{key}"):
-                    encoder = str(models[f"phase:{key}"])
+                if key in models.phases:
+                    encoder = str(models.phases[key])
                 continue
             init = _init_encoder(phase.init_encoder, encoder, models, key)
             groups = _run_groups(phase)
@@ -187,16 +191,17 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
                     if dist.is_main():
                         write_description(run_dir, dump_yaml(dataclasses.replace(cfg, phases={key: sub})),
                                           dist.world_size())
-                    trainer = Trainer(cfg, key, sub, run_dir, init, tokenizer, tracker, step_offset,
-                                      evaluate_dev=evaluate_dev)
+                    trainer = Trainer(cfg, phase_key=key, phase=sub, run_dir=run_dir, init_encoder=init,
+                                      tokenizer=tokenizer, evaluate_dev=evaluate_dev, tracker=tracker,
+                                      step_offset=step_offset)
                     model_dir = trainer.run(resume=resuming, fresh_if_nothing_to_resume=fresh_if_nothing_to_resume)
                     step_offset += trainer.total_steps
                 for task in tasks:
-                    models[task] = model_dir
-                models[f"phase:{key}"] = model_dir
+                    models.tasks[task] = model_dir
+                models.phases[key] = model_dir
                 if dist.is_main():
                     write_models(root, models)
-            encoder = str(models[f"phase:{key}"])
+            encoder = str(models.phases[key])
         if evaluate:
             from .evaluation.run import evaluate_run
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xrobust.evaluation import retrieval as R
+from xrobust.evaluation import retrieval
 from xrobust.io import atomic_write_json
 
 TIME_FLOOR_S = 60.0
@@ -36,8 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dim", type=int, default=1024, help="embedding width (default 1024)")
     parser.add_argument("--k", type=int, default=4, help="BUCC margin neighbourhood (default 4)")
     parser.add_argument("--backend", default="torch", choices=["torch", "faiss", "auto"])
-    parser.add_argument("--query-block", type=int, default=R.DEFAULT_QUERY_BLOCK)
-    parser.add_argument("--db-block", type=int, default=R.DEFAULT_DB_BLOCK)
+    parser.add_argument("--query-block", type=int, default=retrieval.DEFAULT_QUERY_BLOCK)
+    parser.add_argument("--db-block", type=int, default=retrieval.DEFAULT_DB_BLOCK)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", help="also write the JSON result here")
     pad = parser.add_argument_group("padding throughput")
@@ -105,8 +105,8 @@ def bench_retrieval(args) -> dict:
     y = rng.standard_normal((args.n, args.dim), dtype=np.float32)
     ids_x, ids_y = [f"x-{i}" for i in range(args.n)], [f"y-{i}" for i in range(args.n)]
     kw = {"backend": args.backend, "query_block": args.query_block, "db_block": args.db_block}
-    tatoeba = _measure(lambda: R.tatoeba_retrieve(x, y, **kw))
-    bucc = _measure(lambda: R.margin_candidates(x, y, ids_x, ids_y, k=args.k, **kw))
+    tatoeba = _measure(lambda: retrieval.tatoeba_retrieve(x, y, **kw))
+    bucc = _measure(lambda: retrieval.margin_candidates(x, y, ids_x, ids_y, k=args.k, **kw))
     return {"n": args.n, "dim": args.dim, "k": args.k, "backend": args.backend,
             "query_block": args.query_block, "db_block": args.db_block,
             "tatoeba": tatoeba, "bucc": bucc,

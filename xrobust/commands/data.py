@@ -11,6 +11,8 @@ import json
 
 from xrobust.errors import ConfigError
 
+from . import add_overrides
+
 COLUMNS = ("task", "split", "lang", "examples", "features", "truncated", "skipped", "unk_words",
            "realigned", "unaligned", "p50", "p90", "p99", "max")
 
@@ -24,8 +26,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--split", choices=("train", "dev", "test"), help="one split (default: every split)")
     p.add_argument("--languages", nargs="+", help="only these languages")
     p.add_argument("--config", help="a config or preset: its data sources, model tokenizer and lengths")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (repeatable)")
+    add_overrides(p)
     p.add_argument("--tokenizer", help="tokenizer (hub id or folder); default: the config's model")
     p.add_argument("--max-length", type=int, help="feature length (default: the config's phase, else the task's)")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from xrobust.errors import XRobustError
 
+from . import add_overrides
+
 
 def _add_score(sub) -> None:
     p = sub.add_parser(
@@ -99,8 +101,7 @@ def _add_run_selection(p, tasks_help: str) -> None:
     which.add_argument("--run", "--run-dir", dest="run", help="a run directory written by `xrobust pipeline` "
                        "(spell it --run-dir under torchrun, whose parser takes --run for its own --run-path)")
     which.add_argument("--config", help="the run's config (its directory is output_dir/name)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override of the config, e.g. evaluation.batch_size=16")
+    add_overrides(p, "evaluation.batch_size=16")
     p.add_argument("--tasks", nargs="+", help=tasks_help)
     p.add_argument("--languages", nargs="+", help="languages (default: every language of each task)")
     p.add_argument("--split", choices=("dev", "test"), help="default: the config's evaluation.split")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from ..errors import LaunchError
+from . import add_command, add_overrides
 
 
 def _common(p, template: bool = True) -> None:
@@ -12,8 +13,7 @@ def _common(p, template: bool = True) -> None:
         p.add_argument("--template", required=True, help="intermediate_multitask | intermediate_array | "
                        "target_array | evaluate")
     p.add_argument("--config", required=True, help="experiment config (preset name or YAML path)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override (dotted key), repeatable")
+    add_overrides(p)
     p.add_argument("--var", dest="vars", action="append", default=[], metavar="NAME=VALUE",
                    help="template variable, repeatable (see the `# var` lines of the template)")
 
@@ -22,23 +22,17 @@ def add_parsers(sub) -> None:
     slurm = sub.add_parser("slurm", help="render and submit Slurm jobs")
     cmds = slurm.add_subparsers(dest="slurm_command", required=True)
 
-    p = cmds.add_parser("render", help="write a ready sbatch script (and its resolved config next to it)")
-    _common(p)
+    p = add_command(cmds, "render", "write a ready sbatch script (and its resolved config next to it)", cmd_render,
+                    _common)
     p.add_argument("--out", help="script path (default: TEMPLATE.sbatch); the config goes to OUT.yaml")
-    p.set_defaults(func=cmd_render)
-
-    p = cmds.add_parser("submit", help="render, then sbatch; prints the job id")
-    _common(p)
+    p = add_command(cmds, "submit", "render, then sbatch; prints the job id", cmd_submit, _common)
     p.add_argument("--out", help="script path (default: TEMPLATE.sbatch)")
     p.add_argument("--dependency", help="sbatch --dependency value, e.g. afterok:1234")
     p.add_argument("--dry-run", action="store_true", help="print the script and the sbatch command only")
-    p.set_defaults(func=cmd_submit)
-
-    p = cmds.add_parser("pipeline", help="intermediate -> target array -> evaluation as an afterok chain")
-    _common(p, template=False)
+    p = add_command(cmds, "pipeline", "intermediate -> target array -> evaluation as an afterok chain",
+                    cmd_pipeline, lambda parser: _common(parser, template=False))
     p.add_argument("--out-dir", default="slurm_jobs", help="where the scripts are written")
     p.add_argument("--dry-run", action="store_true", help="render and print the sbatch commands only")
-    p.set_defaults(func=cmd_pipeline)
 
 
 def cmd_render(args) -> int:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_command, add_overrides
+
 
 def _common(p) -> None:
     p.add_argument("--config", required=True, help="a YAML file or the name of a shipped preset")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. phases.target.lr=2e-5 (repeatable)")
+    add_overrides(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an existing run from its last checkpoint")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -23,14 +24,10 @@ def _common(p) -> None:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("train", help="run one training phase of a config")
-    _common(p)
+    p = add_command(sub, "train", "run one training phase of a config", train, _common)
     p.add_argument("--phase", help="which phase to run (default: the config's only phase)")
-    p.set_defaults(func=train)
-    p = sub.add_parser("pipeline", help="run every phase in order, then zero-shot evaluation")
-    _common(p)
+    p = add_command(sub, "pipeline", "run every phase in order, then zero-shot evaluation", pipeline, _common)
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
-    p.set_defaults(func=pipeline)
 
 
 def _run(cfg, args, phases, evaluate: bool) -> int:

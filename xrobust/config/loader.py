@@ -29,13 +29,46 @@ def _names(folder: str = "") -> list[str]:
 
 
 def preset_names() -> list[str]:
-    """The shipped presets that `--config` accepts (overlays are listed by overlay_names)."""
-    return _names()
+    """The presets that `--config` accepts: the shipped files and, for every intermediate task of the
+    registry, `xstilts_<task>` and `xstilts_<task>_<overlay>` (overlays are listed by overlay_names)."""
+    return sorted(set(_names()) | set(_task_presets()))
 
 
 def overlay_names() -> list[str]:
     """The shipped overlays: one per adversarial method, added to a preset as in `base: [xstilts_mnli, freelb]`."""
     return _names(OVERLAYS)
+
+
+def _task_presets() -> dict[str, dict]:
+    """The X-STILTs preset of each intermediate task, written out by the registry rather than by a file
+    per task: `xstilts_<task>` trains the task before the target phases of xstilts_base, and
+    `xstilts_<task>_<overlay>` adds an overlay. A shipped file of the same name takes its place
+    (xstilts_ccg.yaml: CCGbank's licensed path; xstilts_squad.yaml: max_length 384)."""
+    from ..tasks import INTERMEDIATE_TASKS
+
+    out = {}
+    for task in INTERMEDIATE_TASKS:
+        plain = f"xstilts_{task}"
+        out[plain] = {"base": "xstilts_base", "name": plain.replace("_", "-"),
+                      "phases": {"intermediate": {"tasks": [task]}}}
+        for overlay in overlay_names():
+            out[f"{plain}_{overlay}"] = {"base": [plain, overlay], "name": f"{plain}_{overlay}".replace("_", "-")}
+    return out
+
+
+# A phase's `tasks` (or evaluation.tasks) given as one of these words: every such task of the registry.
+TASK_GROUPS = ("intermediate", "target")
+
+
+def _expand_task_groups(data: dict) -> dict:
+    from ..tasks import INTERMEDIATE_TASKS, TARGET_TASKS
+
+    groups = dict(zip(TASK_GROUPS, (INTERMEDIATE_TASKS, TARGET_TASKS)))
+    sections = [*(data.get("phases") or {}).values(), data.get("evaluation")]
+    for section in sections:
+        if isinstance(section, dict) and isinstance(section.get("tasks"), str) and section["tasks"] in groups:
+            section["tasks"] = list(groups[section["tasks"]])
+    return data
 
 
 def resolve_config_path(name_or_path: str) -> Path:
@@ -46,12 +79,17 @@ def resolve_config_path(name_or_path: str) -> Path:
             raise ConfigError(f"{path}: config file not found")
         return path
     if name_or_path in preset_names():
-        return Path(str(_shipped() / f"{name_or_path}.yaml"))
+        return _preset_path(name_or_path)
     if name_or_path in overlay_names():
         raise ConfigError(f"'{name_or_path}' is an overlay, not a preset: it is not run alone but added to a config "
                           f"through `base:`, e.g. base: [xstilts_mnli, {name_or_path}]")
     raise ConfigError(f"'{name_or_path}' is neither a config file nor a preset; presets: {', '.join(preset_names())}; "
                       f"overlays (for `base:` only): {', '.join(overlay_names())}")
+
+
+def _preset_path(name: str) -> Path:
+    """Where a preset's file is, or would be (a registry preset has none: _read_yaml writes it out)."""
+    return Path(str(_shipped() / f"{name}.yaml"))
 
 
 def _base_path(name: str, config: Path) -> Path:
@@ -65,6 +103,9 @@ def _base_path(name: str, config: Path) -> Path:
 
 
 def _read_yaml(path: Path) -> dict:
+    generated = _task_presets().get(path.stem) if path == _preset_path(path.stem) and not path.is_file() else None
+    if generated is not None:
+        return copy.deepcopy(generated)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -281,11 +322,11 @@ def validate(cfg: ExperimentConfig, source: str) -> None:
 def normalize_config(data: dict, source: str) -> dict:
     """A config mapping with every default filled in (not validated): recorded configs of older
     runs compare with today's."""
-    return to_dict(_build(ExperimentConfig, data, "", source))
+    return to_dict(_build(ExperimentConfig, _expand_task_groups(copy.deepcopy(data)), "", source))
 
 
 def config_from_dict(data: dict, source: str = "<config>") -> ExperimentConfig:
-    cfg = _build(ExperimentConfig, data, "", source)
+    cfg = _build(ExperimentConfig, _expand_task_groups(copy.deepcopy(data)), "", source)
     validate(cfg, source)
     return cfg
 

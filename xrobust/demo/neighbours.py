@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xrobust.demo import lexicon as X
+from xrobust.demo import lexicon
 from xrobust.io import atomic_write_text
 
 
 def lexicon_groups() -> list[list[str]]:
     """Same-class English words of the demo lexicon: object nouns singular and plural, person
     nouns, verbs by sentiment polarity and form, adjectives within their class."""
-    pos_, neg_ = set(X.POSITIVE_VERBS), set(X.NEGATIVE_VERBS)
-    groups = [[sg for sg, _ in X.OBJECT_NOUNS.values()], [pl for _, pl in X.OBJECT_NOUNS.values()],
-              list(X.PERSON_NOUNS.values())]
-    for verbs in (pos_, neg_, set(X.NEUTRAL_VERBS)):  # polarity kept: sentiment labels survive
-        groups.append([X.VERBS[v][0] for v in sorted(verbs)])
-        groups.append([X.VERBS[v][1] for v in sorted(verbs)])
-    groups.extend(list(adjs) for adjs in X.ADJ_CLASSES.values())
+    pos_, neg_ = set(lexicon.POSITIVE_VERBS), set(lexicon.NEGATIVE_VERBS)
+    groups = [[sg for sg, _ in lexicon.OBJECT_NOUNS.values()], [pl for _, pl in lexicon.OBJECT_NOUNS.values()],
+              list(lexicon.PERSON_NOUNS.values())]
+    for verbs in (pos_, neg_, set(lexicon.NEUTRAL_VERBS)):  # polarity kept: sentiment labels survive
+        groups.append([lexicon.VERBS[v][0] for v in sorted(verbs)])
+        groups.append([lexicon.VERBS[v][1] for v in sorted(verbs)])
+    groups.extend(list(adjs) for adjs in lexicon.ADJ_CLASSES.values())
     return groups
 
 

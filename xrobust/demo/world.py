@@ -20,7 +20,7 @@ import json
 import random
 from pathlib import Path
 
-from xrobust.demo import task_generators as T
+from xrobust.demo import task_generators
 from xrobust.demo.grammar import code_switch, detokenize, render_clause, render_question
 from xrobust.demo.lexicon import LANGUAGES
 from xrobust.errors import DataError
@@ -52,14 +52,15 @@ MODEL_CONFIG = {
 # name -> format, labels, languages. Intermediate tasks are English train/dev; target tasks have
 # English train and dev/test in every language (tatoeba: test in the non-English languages).
 DEMO_TASKS = {
-    "demo_nli": {"format": "classification", "labels": list(T.NLI_LABELS), "role": "intermediate"},
-    "demo_sentiment": {"format": "classification", "labels": list(T.SENTIMENT_LABELS), "role": "intermediate"},
+    "demo_nli": {"format": "classification", "labels": list(task_generators.NLI_LABELS), "role": "intermediate"},
+    "demo_sentiment": {"format": "classification", "labels": list(task_generators.SENTIMENT_LABELS),
+                       "role": "intermediate"},
     "demo_mc": {"format": "multiple_choice", "labels": ["0", "1", "2", "3"], "role": "intermediate"},
     "demo_qa": {"format": "span_qa", "labels": [], "role": "intermediate"},
-    "demo_tag": {"format": "tagging", "labels": list(T.POS_TAGS), "role": "intermediate"},
-    "demo_xnli": {"format": "classification", "labels": list(T.NLI_LABELS), "role": "target"},
-    "demo_pos": {"format": "tagging", "labels": list(T.POS_TAGS), "role": "target"},
-    "demo_ner": {"format": "tagging", "labels": list(T.NER_TAGS), "role": "target"},
+    "demo_tag": {"format": "tagging", "labels": list(task_generators.POS_TAGS), "role": "intermediate"},
+    "demo_xnli": {"format": "classification", "labels": list(task_generators.NLI_LABELS), "role": "target"},
+    "demo_pos": {"format": "tagging", "labels": list(task_generators.POS_TAGS), "role": "target"},
+    "demo_ner": {"format": "tagging", "labels": list(task_generators.NER_TAGS), "role": "target"},
     "demo_xqa": {"format": "span_qa", "labels": [], "role": "target"},
     "demo_tatoeba": {"format": "retrieval", "labels": [], "role": "target"},
 }
@@ -74,16 +75,16 @@ for _name, _spec in DEMO_TASKS.items():
 
 # task -> (sampler(rng, pools), renderer(lang, item)); each item is a meaning, rendered per language.
 _GENERATORS = {
-    "demo_nli": (lambda r, p: T.sample_nli(r, p, facts=True), T.nli_row),
-    "demo_sentiment": (T.sample_sentiment, T.sentiment_row),
-    "demo_mc": (T.sample_mc, T.mc_row),
-    "demo_qa": (lambda r, p: T.sample_qa(r, p, facts=0.0), T.qa_row),
-    "demo_tag": (lambda r, p: T.sample_tagging(r, p, questions=True), T.pos_row),
-    "demo_xnli": (lambda r, p: T.sample_nli(r, p, facts=False), T.nli_row),
-    "demo_pos": (lambda r, p: T.sample_tagging(r, p, questions=False), T.pos_row),
-    "demo_ner": (T.sample_ner, T.ner_row),
-    "demo_xqa": (lambda r, p: T.sample_qa(r, p, facts=0.6), T.qa_row),
-    "demo_tatoeba": (T.sample_bitext, T.bitext_row),
+    "demo_nli": (lambda r, p: task_generators.sample_nli(r, p, facts=True), task_generators.nli_row),
+    "demo_sentiment": (task_generators.sample_sentiment, task_generators.sentiment_row),
+    "demo_mc": (task_generators.sample_mc, task_generators.mc_row),
+    "demo_qa": (lambda r, p: task_generators.sample_qa(r, p, facts=0.0), task_generators.qa_row),
+    "demo_tag": (lambda r, p: task_generators.sample_tagging(r, p, questions=True), task_generators.pos_row),
+    "demo_xnli": (lambda r, p: task_generators.sample_nli(r, p, facts=False), task_generators.nli_row),
+    "demo_pos": (lambda r, p: task_generators.sample_tagging(r, p, questions=False), task_generators.pos_row),
+    "demo_ner": (task_generators.sample_ner, task_generators.ner_row),
+    "demo_xqa": (lambda r, p: task_generators.sample_qa(r, p, facts=0.6), task_generators.qa_row),
+    "demo_tatoeba": (task_generators.sample_bitext, task_generators.bitext_row),
 }
 
 
@@ -107,7 +108,7 @@ def generate_task(name: str, seed: int, sizes: dict) -> dict[tuple[str, str], li
         n = sizes["tatoeba"] if spec["format"] == "retrieval" else sizes[split]
         if split == "train" and spec["role"] == "target":
             n = sizes["train_target"]
-        rng, pools = _rng(seed, name, split), T.Pools(split)
+        rng, pools = _rng(seed, name, split), task_generators.Pools(split)
         items, attempts = [], 0
         while len(items) < n:
             attempts += 1
@@ -132,27 +133,30 @@ def _corpus(seed: int, sizes: dict, exclude: set[str]) -> list[dict]:
     code-switching put translations in the same contexts, which aligns the lexicons in the encoder."""
     rows = []
     for lang in LANGUAGES:
-        rng, pools = _rng(seed, "corpus", "mono", lang), T.Pools("dev")
+        rng, pools = _rng(seed, "corpus", "mono", lang), task_generators.Pools("dev")
         for _ in range(sizes["corpus_mono"]):
-            c = T.sample_bitext(rng, pools)
-            toks = render_question(lang, c, rng.choice(T._askable(c))) if rng.random() < 0.2 else render_clause(lang, c)
+            c = task_generators.sample_bitext(rng, pools)
+            if rng.random() < 0.2:
+                toks = render_question(lang, c, rng.choice(task_generators._askable(c)))
+            else:
+                toks = render_clause(lang, c)
             rows.append({"lang": lang, "kind": "mono", "text": detokenize(toks)[0], "text_pair": None})
-    rng, pools = _rng(seed, "corpus", "parallel"), T.Pools("dev")
+    rng, pools = _rng(seed, "corpus", "parallel"), task_generators.Pools("dev")
     others = [lang for lang in LANGUAGES if lang != "en"]
     n = 0
     while n < sizes["corpus_parallel"]:
-        c = T.sample_bitext(rng, pools)
+        c = task_generators.sample_bitext(rng, pools)
         a, b = ("en", rng.choice(others)) if rng.random() < 0.7 else tuple(rng.sample(others, 2))
         if rng.random() < 0.5:
             a, b = b, a
-        ta, tb = T.text(a, render_clause(a, c)), T.text(b, render_clause(b, c))
+        ta, tb = task_generators.text(a, render_clause(a, c)), task_generators.text(b, render_clause(b, c))
         if ta in exclude or tb in exclude:  # keep Tatoeba test pairs out of pretraining
             continue
         rows.append({"lang": f"{a}-{b}", "kind": "parallel", "text": ta, "text_pair": tb})
         n += 1
-    rng, pools = _rng(seed, "corpus", "codeswitch"), T.Pools("dev")
+    rng, pools = _rng(seed, "corpus", "codeswitch"), task_generators.Pools("dev")
     for _ in range(sizes["corpus_codeswitch"]):
-        c = T.sample_bitext(rng, pools)
+        c = task_generators.sample_bitext(rng, pools)
         lang = rng.choice(LANGUAGES)
         p = rng.uniform(0.3, 0.9)
         toks = code_switch(render_clause(lang, c), lambda: rng.choice(LANGUAGES) if rng.random() < p else None)

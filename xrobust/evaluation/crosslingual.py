@@ -19,7 +19,6 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import ConfigError, DataError, XRobustError
-from ..io import atomic_write_json, atomic_write_text
 from .. import distributed as dist
 from ..tasks import get_task
 from .finished_run import FinishedRun, first
@@ -27,7 +26,8 @@ from .predict import predict, score
 from .scorer import official_name
 
 CROSSLINGUAL_TASKS = ("xnli", "pawsx", "demo_xnli")
-CROSSLINGUAL_FILE = "crosslingual.json"
+CROSSLINGUAL = "crosslingual"  # OUT/crosslingual.json, crosslingual.md, crosslingual_<task>.png
+CROSSLINGUAL_FILE = f"{CROSSLINGUAL}.json"
 HUB = "hub dataset"  # how source_of names a hub set
 
 
@@ -187,7 +187,8 @@ def evaluate_crosslingual(cfg, root: Path, *, tasks=None, languages=None, split=
 
         out[official_name(name)] = crosslingual_matrix(model, spec, sets, tokenizer, featurize_fn=featurize_fn,
                                                        batch_size=ev.batch_size, desc=f"crosslingual {name}")
-    result = {"tasks": out, "settings": {"split": split, "max_examples": max_examples, "models": run.models}}
+    result = {"tasks": out,
+              "settings": {"split": split, "max_examples": max_examples, "models": run.models.to_json(root)}}
     if dist.is_main():
         write_crosslingual(result, Path(out_dir) if out_dir else root / "robustness",
                            title=f"Generalized cross-lingual accuracy: {cfg.name} ({split})")
@@ -242,12 +243,6 @@ def crosslingual_png(task: str, body: dict, path) -> None:
 
 
 def write_crosslingual(result: dict, out_dir, title: str = "Generalized cross-lingual accuracy") -> list[Path]:
-    out = Path(out_dir)
-    paths = [out / CROSSLINGUAL_FILE, out / "crosslingual.md"]
-    atomic_write_json(paths[0], result)
-    atomic_write_text(paths[1], crosslingual_markdown(result, title))
-    for task, body in result["tasks"].items():
-        png = out / f"crosslingual_{task}.png"
-        crosslingual_png(task, body, png)
-        paths.append(png)
-    return paths
+    from .plots import write_with_figures
+
+    return write_with_figures(out_dir, CROSSLINGUAL, result, crosslingual_markdown(result, title), crosslingual_png)

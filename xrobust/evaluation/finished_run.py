@@ -12,9 +12,8 @@ from pathlib import Path
 
 from ..errors import XRobustError, context
 from ..tasks import get_task
+from ..training.rundir import RunModels
 from .. import distributed as dist
-
-PHASE_KEY = "phase:"  # models.json: "phase:<name>" is a phase's final model, other keys are tasks
 
 
 def phase_for(cfg, task: str):
@@ -32,14 +31,13 @@ def first(examples, n: int | None):
 
 
 class FinishedRun:
-    """A run directory with its trained models: `models` maps each task (and "phase:<name>") to a
-    model directory; None reads RUN/models.json. `on_load(model)` runs once per model loaded."""
+    """A run directory with its trained models (`models`: models.json's RunModels; None reads
+    RUN/models.json). `on_load(model)` runs once per model loaded."""
 
-    def __init__(self, cfg, root, *, models: dict | None = None, on_load=None):
+    def __init__(self, cfg, root, *, models: RunModels | None = None, on_load=None):
         self.cfg = cfg
         self.root = Path(root)
-        self.models = {key: str(path) for key, path in
-                       (read_run_models(self.root) if models is None else models).items()}
+        self.models = read_run_models(self.root) if models is None else models
         self._on_load = on_load
         self._loaded: tuple[str, tuple] | None = None  # (model directory, (model, tokenizer))
 
@@ -47,7 +45,7 @@ class FinishedRun:
     @property
     def tasks(self) -> list[str]:
         """The tasks with a trained model, in models.json's order."""
-        return [key for key in self.models if not key.startswith(PHASE_KEY)]
+        return list(self.models.tasks)
 
     def evaluated_tasks(self) -> list[str]:
         """The tasks evaluated by default: evaluation.tasks, else the last phase's tasks."""
@@ -56,18 +54,18 @@ class FinishedRun:
 
     def final_model_dir(self) -> str:
         """The last phase's model (retrieval tasks are evaluated with it: they train no head)."""
-        phases = {key[len(PHASE_KEY):]: path for key, path in self.models.items() if key.startswith(PHASE_KEY)}
+        phases = self.models.phases
         if not phases:
-            raise XRobustError(f"{self.root}: models.json names no phase model ('{PHASE_KEY}<name>'); "
-                               f"retrieval tasks are evaluated with the last phase's model")
-        return phases.get(list(self.cfg.phases)[-1]) or next(iter(phases.values()))
+            raise XRobustError(f"{self.root}: models.json names no phase model; retrieval tasks are evaluated "
+                               "with the last phase's model")
+        return str(phases.get(list(self.cfg.phases)[-1]) or next(iter(phases.values())))
 
     def model_dir(self, task: str) -> str:
         if get_task(task).format == "retrieval":
             return self.final_model_dir()
-        if task not in self.models:
+        if task not in self.models.tasks:
             raise XRobustError(f"task '{task}' was not trained in {self.root} (trained: {', '.join(self.tasks)})")
-        return self.models[task]
+        return str(self.models.tasks[task])
 
     def phase(self, task: str):
         return phase_for(self.cfg, task)
@@ -140,7 +138,7 @@ class FinishedRun:
                            xtreme_dir=cfg.data.xtreme_dir)
 
 
-def read_run_models(root: Path) -> dict[str, Path]:
+def read_run_models(root: Path) -> RunModels:
     """RUN/models.json, every path resolved against the run directory (wherever it was moved to)."""
     from ..training.rundir import MODELS_FILE, read_models
 

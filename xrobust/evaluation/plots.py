@@ -5,16 +5,17 @@ from __future__ import annotations
 import io
 import math
 import os
-from typing import Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from xrobust.io import atomic_write_bytes
+from xrobust.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-from . import metrics as M
+from .metrics import TASK2LANGS
 from .results import language_deltas, language_score, languages, mean_chance, task_order
 
 
@@ -25,10 +26,25 @@ def save_png(fig: Figure, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def write_with_figures(out_dir: str | os.PathLike, stem: str, result: Mapping, markdown: str,
+                       figure: Callable[[str, Any, Path], None]) -> list[Path]:
+    """OUT/<stem>.json (result), OUT/<stem>.md (markdown) and one OUT/<stem>_<task>.png per task of
+    result["tasks"], drawn by figure(task, body, path): the robustness curves' and the cross-lingual
+    matrix's files. Returns the paths written."""
+    out = Path(out_dir)
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    atomic_write_json(paths[0], result)
+    atomic_write_text(paths[1], markdown)
+    for task, body in result["tasks"].items():
+        paths.append(out / f"{stem}_{task}.png")
+        figure(task, body, paths[-1])
+    return paths
+
+
 def heatmap_title(results: Mapping) -> str:
     """What was evaluated: XTREME (with its score when defined) or other zero-shot tasks."""
     tasks = results["tasks"]
-    if tasks and all(t in M.TASK2LANGS for t in tasks):
+    if tasks and all(t in TASK2LANGS for t in tasks):
         score = results.get("score")
         return "XTREME zero-shot scores per language" + ("" if score is None else f" (XTREME score {score:.1f})")
     return "Zero-shot scores per language"

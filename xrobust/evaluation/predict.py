@@ -135,30 +135,26 @@ def gold(spec, examples):
 
 
 def score(spec, examples, predictions, lang: str) -> dict[str, float]:
-    from . import metrics as M
+    from .metrics import accuracy, mlqa_scores, seqeval_prf, squad_scores
 
     golds = gold(spec, examples)
     if spec.format in ("classification", "multiple_choice"):
-        return M.accuracy(golds, predictions)
+        return accuracy(golds, predictions)
     if spec.format == "tagging":
-        return M.seqeval_prf(golds, predictions)
+        return seqeval_prf(golds, predictions)
     if spec.metric == "mlqa_em_f1":
-        return M.mlqa_scores(golds, predictions, lang)
-    return M.squad_scores(golds, predictions)
-
-
-def selection_score(metrics: dict[str, float]) -> float:
-    """The number model selection maximises: accuracy, F1, or (EM + F1) / 2 for QA."""
-    if "exact_match" in metrics:
-        return (metrics["exact_match"] + metrics["f1"]) / 2
-    return metrics["f1"] if "f1" in metrics else metrics["accuracy"]
+        return mlqa_scores(golds, predictions, lang)
+    return squad_scores(golds, predictions)
 
 
 def evaluate_dev(model, data, batch_size: int) -> dict[str, dict[str, float]]:
-    """English dev scores of every task of a training phase (data: training.data.PhaseData)."""
+    """English dev scores of every task of a training phase (data: training.data.PhaseData); model
+    selection maximises their "selection" (results.metrics_score)."""
+    from .results import metrics_score
+
     out = {}
     for name, spec, examples, features in data.dev_sets():
         preds = predict(model, spec, examples, features, data.tokenizer, batch_size)
         metrics = score(spec, examples, preds, "en")
-        out[name] = {**metrics, "selection": selection_score(metrics)}
+        out[name] = {**metrics, "selection": metrics_score(metrics, qa=spec.format == "span_qa")}
     return out

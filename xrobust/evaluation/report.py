@@ -14,7 +14,7 @@ from typing import Mapping
 from xrobust.errors import XRobustError
 from xrobust.io import atomic_write_text
 
-from . import metrics as M
+from .metrics import TASK2LANGS, mlqa_scores, seqeval_prf, squad_scores
 from .results import language_score, languages, mean_chance, task_order, task_score
 
 
@@ -26,19 +26,19 @@ def xtreme_status(results: Mapping) -> str:
     """The XTREME score, or why a run has none: it is the mean over all nine XTREME tasks."""
     if results.get("score") is not None:
         return _fmt(results["score"])
-    have = [t for t in M.TASK2LANGS if t in results["tasks"]]
+    have = [t for t in TASK2LANGS if t in results["tasks"]]
     if not have:
         return "not defined (no XTREME task evaluated)"
-    return f"not defined ({len(have)} of {len(M.TASK2LANGS)} XTREME tasks)"
+    return f"not defined ({len(have)} of {len(TASK2LANGS)} XTREME tasks)"
 
 
 def _score_note(results: Mapping) -> list[str]:
     if results.get("score") is not None:
         return []
-    missing = [t for t in M.TASK2LANGS if t not in results["tasks"]]
-    lacks = ("none of them was evaluated" if len(missing) == len(M.TASK2LANGS)
+    missing = [t for t in TASK2LANGS if t not in results["tasks"]]
+    lacks = ("none of them was evaluated" if len(missing) == len(TASK2LANGS)
              else f"this run lacks {', '.join(missing)}")
-    return ["", f"The XTREME score is the mean of the nine XTREME task scores ({', '.join(M.TASK2LANGS)}); {lacks}."]
+    return ["", f"The XTREME score is the mean of the nine XTREME task scores ({', '.join(TASK2LANGS)}); {lacks}."]
 
 
 def languages_markdown(results: Mapping, chance: Mapping | None = None) -> str:
@@ -121,13 +121,13 @@ def _chance(spec, task: str, path: Path, lang: str) -> float | None:
         if not golds:
             return None
         tag = Counter(t for s in golds for t in s).most_common(1)[0][0]
-        return M.seqeval_prf(golds, [[tag] * len(s) for s in golds])["f1"]
+        return seqeval_prf(golds, [[tag] * len(s) for s in golds])["f1"]
     gold = read_qa_gold(path)
     if not gold:
         return None
     answer = Counter(answers[0] for _, answers in gold if answers).most_common(1)[0][0]
     guess = {qid: answer for qid, _ in gold}
-    metrics = M.mlqa_scores(gold, guess, lang) if spec.metric == "mlqa_em_f1" else M.squad_scores(gold, guess)
+    metrics = mlqa_scores(gold, guess, lang) if spec.metric == "mlqa_em_f1" else squad_scores(gold, guess)
     return language_score(task, metrics)
 
 

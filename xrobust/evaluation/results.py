@@ -21,15 +21,15 @@ from typing import Mapping
 from xrobust.errors import DataError
 from xrobust.io import atomic_write_json
 
-from . import metrics as M
+from .metrics import GROUP2TASK, QA_TASKS, TASK2LANGS, aggregate_task, benchmark_scores
 
 RESULTS_FILE = "results.json"
 
 
 def task_order(tasks) -> list[str]:
     """The XTREME tasks in their official order, then any other task alphabetically."""
-    known = [t for t in M.TASK2LANGS if t in tasks]
-    return known + sorted(t for t in tasks if t not in M.TASK2LANGS)
+    known = [t for t in TASK2LANGS if t in tasks]
+    return known + sorted(t for t in tasks if t not in TASK2LANGS)
 
 
 def build_results(scores: Mapping[str, Mapping[str, Mapping[str, float]]], settings: Mapping | None = None) -> dict:
@@ -37,15 +37,15 @@ def build_results(scores: Mapping[str, Mapping[str, Mapping[str, float]]], setti
     tasks, detailed = {}, {}
     for task in task_order(scores):
         per_lang = scores[task]
-        agg = M.aggregate_task(task, per_lang)
+        agg = aggregate_task(task, per_lang)
         detailed[task] = agg
         avg = {k[len("avg_"):]: v for k, v in agg.items() if k.startswith("avg_")}
         tasks[task] = {"languages": {lang: {m: float(v) for m, v in ms.items()} for lang, ms in per_lang.items()},
                        "avg": avg}
-    overall = M.benchmark_scores({t: d for t, d in detailed.items() if t in M.TASK2LANGS})
+    overall = benchmark_scores({t: d for t, d in detailed.items() if t in TASK2LANGS})
     return {
         "tasks": tasks,
-        "groups": {g: overall[g] for g in M.GROUP2TASK if g in overall},
+        "groups": {g: overall[g] for g in GROUP2TASK if g in overall},
         "score": overall.get("all_task"),
         "settings": dict(settings or {}),
     }
@@ -54,7 +54,7 @@ def build_results(scores: Mapping[str, Mapping[str, Mapping[str, float]]], setti
 def results_from_official(official: Mapping) -> dict:
     """Convert `xrobust score` output (official layout) into the results.json layout."""
     scores: dict = {}
-    for task in M.TASK2LANGS:
+    for task in TASK2LANGS:
         if task not in official:
             continue
         per_lang: dict = {}
@@ -102,14 +102,20 @@ def load_results(path: str | os.PathLike) -> dict:
     return results
 
 
-def language_score(task: str, metrics: Mapping[str, float]) -> float:
-    """The per-language number behind the task score: (EM + F1) / 2 for QA, else F1, else accuracy."""
-    if task in M.QA_TASKS and "exact_match" in metrics and "f1" in metrics:
+def metrics_score(metrics: Mapping[str, float], qa: bool) -> float:
+    """The one number a task's metrics stand for: (EM + F1) / 2 for QA, else F1, else accuracy.
+    Results ask it per language (QA: the official QA tasks), dev selection per dev set (QA: span QA)."""
+    if qa and "exact_match" in metrics and "f1" in metrics:
         return (metrics["exact_match"] + metrics["f1"]) / 2
     for key in ("f1", "accuracy"):
         if key in metrics:
             return metrics[key]
     return next(iter(metrics.values()), math.nan)
+
+
+def language_score(task: str, metrics: Mapping[str, float]) -> float:
+    """The per-language number behind the task score of results.json."""
+    return metrics_score(metrics, qa=task in QA_TASKS)
 
 
 def task_score(results: Mapping, task: str) -> float:

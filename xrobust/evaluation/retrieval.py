@@ -24,7 +24,7 @@ import torch
 from xrobust.errors import ConfigError, DataError, XRobustError
 from xrobust.io import atomic_write_text
 
-from . import metrics as M
+from . import metrics
 
 DEFAULT_QUERY_BLOCK = 2048
 DEFAULT_DB_BLOCK = 8192
@@ -156,7 +156,7 @@ def tatoeba_score(query_emb, db_emb, gold: Sequence[int] | None = None, **knn_kw
     """Accuracy (%) of tatoeba_retrieve; gold defaults to the parallel order (row i <-> row i)."""
     pred = tatoeba_retrieve(query_emb, db_emb, **knn_kwargs)
     gold = np.arange(len(pred)) if gold is None else np.asarray(gold)
-    return M.tatoeba_accuracy(gold.tolist(), pred.tolist())
+    return metrics.tatoeba_accuracy(gold.tolist(), pred.tolist())
 
 
 def write_tatoeba_predictions(path: str | os.PathLike, predictions: Iterable[int]) -> None:
@@ -212,7 +212,7 @@ def tune_threshold(candidates: Iterable[tuple[str, str, float]], gold_pairs: Ite
     than it scored); the threshold is the midpoint to the next lower score. With no correct
     candidate the threshold lies above every score (nothing extracted)."""
     items = _sorted(candidates)
-    gold = {M._pair(g) for g in gold_pairs}
+    gold = {metrics._pair(g) for g in gold_pairs}
     if not gold:
         raise RetrievalError("cannot tune the BUCC threshold: dev gold is empty")
     if not items:
@@ -242,13 +242,13 @@ def bucc_evaluate(dev_candidates, dev_gold, test_candidates, test_gold=None) -> 
     (test labels are not public) yields a "skipped" reason instead of test scores."""
     dev_candidates, test_candidates = list(dev_candidates), list(test_candidates)
     threshold, dev_f1 = tune_threshold(dev_candidates, dev_gold)
-    dev = M.bucc_prf(dev_gold, extract_pairs(dev_candidates, threshold))
+    dev = metrics.bucc_prf(dev_gold, extract_pairs(dev_candidates, threshold))
     test_pairs = extract_pairs(test_candidates, threshold)
     if test_gold is None:
         test = {"skipped": "no test gold given: write the predictions with write_bucc_predictions "
                            "and score them with the official labels"}
     else:
-        test = M.bucc_prf(test_gold, test_pairs)
+        test = metrics.bucc_prf(test_gold, test_pairs)
     return {"threshold": threshold, "dev": dev, "test": test, "test_pairs": test_pairs}
 
 
@@ -272,4 +272,4 @@ def score_bucc_file(prediction_file: str | os.PathLike, gold_file: str | os.Path
         return {"skipped": f"{where}; BUCC test gold is not public, submit {pred_path} in the official layout"}
     from .scorer import read_label_file
 
-    return M.bucc_prf(read_label_file(gold_file), read_label_file(pred_path))
+    return metrics.bucc_prf(read_label_file(gold_file), read_label_file(pred_path))

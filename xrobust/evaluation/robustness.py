@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 from ..adversarial.injection import DeltaInjector, delta_shape, embedding_mask
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_json, atomic_write_text
 from ..adversarial.strategies import NOISES
 from ..kernels import perturbation_init, perturbation_step_with_status
 from ..kernels.api import NORMS
@@ -37,7 +36,8 @@ from .scorer import official_name
 
 ATTACKS = ("noise", "pgd")
 DEFAULT_EPS = (0.0, 0.01, 0.05, 0.1, 0.3, 1.0)
-ROBUSTNESS_FILE = "robustness.json"
+ROBUSTNESS = "robustness"  # OUT/robustness.json, robustness.md, robustness_<task>.png
+ROBUSTNESS_FILE = f"{ROBUSTNESS}.json"
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,8 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
         "tasks": curves,
         "metrics": metric_names,
         "settings": {"split": split, "eps": eps, "max_examples": max_examples, "batch_size": ev.batch_size,
-                     "attacks": {a.kind: _attack_settings(a) for a in attacks}, "models": run.models, "data": data},
+                     "attacks": {a.kind: _attack_settings(a) for a in attacks}, "models": run.models.to_json(root),
+                     "data": data},
     }
     if dist.is_main():
         write_robustness(result, Path(out_dir) if out_dir else root / "robustness",
@@ -351,13 +352,9 @@ def curves_png(task: str, attacks: dict, metric: str, path) -> None:
 
 
 def write_robustness(result: dict, out_dir, title: str = "Robustness") -> list[Path]:
+    from .plots import write_with_figures
+
     validate_robustness(result, str(Path(out_dir) / ROBUSTNESS_FILE))
-    out = Path(out_dir)
-    paths = [out / ROBUSTNESS_FILE, out / "robustness.md"]
-    atomic_write_json(paths[0], result)
-    atomic_write_text(paths[1], robustness_markdown(result, title))
-    for task, attacks in result["tasks"].items():
-        png = out / f"robustness_{task}.png"
-        curves_png(task, attacks, result.get("metrics", {}).get(task, "metric"), png)
-        paths.append(png)
-    return paths
+    metrics = result.get("metrics", {})
+    return write_with_figures(out_dir, ROBUSTNESS, result, robustness_markdown(result, title),
+                              lambda task, attacks, png: curves_png(task, attacks, metrics.get(task, "metric"), png))

@@ -18,7 +18,7 @@ from ..errors import ConfigError, context
 from ..io import atomic_write_json, atomic_write_text
 from ..tasks import get_task
 from .. import distributed as dist
-from . import metrics as M
+from .metrics import tatoeba_accuracy
 from .finished_run import FinishedRun
 from .predict import forward_outputs, gold, predict, score
 from .scorer import official_name
@@ -65,12 +65,12 @@ def _write_gold(folder: Path, spec, lang: str, split: str, golds) -> None:
 
 
 def _retrieval_scores(run: FinishedRun, spec, model, tokenizer, split, lang):
-    from . import retrieval as R
+    from . import retrieval
 
     ev = run.cfg.evaluation
     out = run.root
 
-    layer = R.retrieval_layer(ev.layer, model.encoder.config.num_hidden_layers, "being evaluated")
+    layer = retrieval.retrieval_layer(ev.layer, model.encoder.config.num_hidden_layers, "being evaluated")
 
     def embed(bitext_side):
         feats = run.featurize(spec, bitext_side, tokenizer)
@@ -83,20 +83,21 @@ def _retrieval_scores(run: FinishedRun, spec, model, tokenizer, split, lang):
         tgt_index = {t: i for i, t in enumerate(bitext.target["id"])}
         gold = {s: tgt_index[t] for s, t in bitext.gold}
         gold_idx = [gold[s] for s in bitext.source["id"]]
-        pred = R.tatoeba_retrieve(src, tgt).tolist()
+        pred = retrieval.tatoeba_retrieve(src, tgt).tolist()
         if dist.is_main():
-            R.write_tatoeba_predictions(out / "predictions" / official_name(spec.name) / f"{split}-{lang}.tsv", pred)
+            retrieval.write_tatoeba_predictions(out / "predictions" / official_name(spec.name) / f"{split}-{lang}.tsv",
+                                                pred)
             atomic_write_text(out / "labels" / official_name(spec.name) / f"{split}-{lang}.tsv",
                               "".join(f"{i}\n" for i in gold_idx))
-        return M.tatoeba_accuracy(gold_idx, pred), {}
+        return tatoeba_accuracy(gold_idx, pred), {}
     # BUCC: the threshold is tuned on dev gold only and applied unchanged to the evaluated split
     dev = run.bitext(spec, "dev", lang) if split != "dev" else bitext
     dev_src, dev_tgt = (embed(dev.source), embed(dev.target)) if split != "dev" else (src, tgt)
-    dev_c = R.margin_candidates(dev_src, dev_tgt, dev.source["id"], dev.target["id"])
-    test_c = R.margin_candidates(src, tgt, bitext.source["id"], bitext.target["id"])
-    result = R.bucc_evaluate(dev_c, dev.gold, test_c, bitext.gold or None)
+    dev_c = retrieval.margin_candidates(dev_src, dev_tgt, dev.source["id"], dev.target["id"])
+    test_c = retrieval.margin_candidates(src, tgt, bitext.source["id"], bitext.target["id"])
+    result = retrieval.bucc_evaluate(dev_c, dev.gold, test_c, bitext.gold or None)
     if dist.is_main():
-        R.write_bucc_predictions(out / "predictions" / "bucc2018" / f"{split}-{lang}.tsv", result["test_pairs"])
+        retrieval.write_bucc_predictions(out / "predictions" / "bucc2018" / f"{split}-{lang}.tsv", result["test_pairs"])
     chosen = {"bucc_threshold": {lang: result["threshold"]}}
     if "skipped" in result["test"]:
         if dist.is_main():
@@ -111,7 +112,6 @@ def results_dir(root: Path, split: str) -> Path:
 
 
 def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tracker=None, models=None) -> dict:
-    from ..training.rundir import relative_models
     from ..training.signals import FLAG
     from .report import write_report
     from .results import build_results
@@ -165,7 +165,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
             scores.setdefault(official_name(spec.name), {})[lang] = metrics
     bar.close()
     settings = {"split": split, "retrieval_layer": layer, "retrieval_pooling": ev.pooling,
-                "max_examples": ev.max_examples, "models": relative_models(root, run.models), **extra}
+                "max_examples": ev.max_examples, "models": run.models.to_json(root), **extra}
     out = results_dir(root, split)
     previous = out / "results.json"
     if previous.is_file():  # evaluating more tasks or languages adds to what is there

@@ -27,7 +27,18 @@ from pathlib import Path
 
 from xrobust.errors import DataError
 
-from . import metrics as M
+from .metrics import (
+    QA_TASKS,
+    TASK2LANGS,
+    accuracy,
+    aggregate_task,
+    benchmark_scores,
+    bucc_prf,
+    mlqa_scores,
+    seqeval_prf,
+    squad_gold_answers,
+    squad_scores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +52,7 @@ def official_name(task: str) -> str:
 
 
 def task_file(folder: str | os.PathLike, task: str, lang: str) -> Path:
-    suffix = "json" if task in M.QA_TASKS else "tsv"
+    suffix = "json" if task in QA_TASKS else "tsv"
     return Path(folder) / task / f"test-{lang}.{suffix}"
 
 
@@ -108,7 +119,7 @@ def read_qa_gold(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
     if not isinstance(data, list):
         raise DataError(f"{path}: expected SQuAD layout {{\"data\": [articles]}} or a list of articles")
     try:
-        gold = M.squad_gold_answers(data)
+        gold = squad_gold_answers(data)
     except (KeyError, TypeError) as exc:
         raise DataError(f"{path}: expected SQuAD layout (articles > paragraphs > qas with id and "
                         f"answers[].text); missing or malformed {exc}") from None
@@ -137,7 +148,7 @@ _RULES_BY_METRIC = {"accuracy": "xnli", "tatoeba_accuracy": "tatoeba", "seqeval_
 
 def scoring_rules(task: str) -> str | None:
     """The official task whose file format and metric `task` follows (itself for XTREME tasks)."""
-    if task in M.TASK2LANGS:
+    if task in TASK2LANGS:
         return task
     from xrobust.errors import ConfigError
     from xrobust.tasks import get_task
@@ -163,19 +174,19 @@ def score_language(task: str, lang: str, prediction_file: str | os.PathLike,
             if len(p) != len(g):
                 raise DataError(f"{pred_path}: sentence {i + 1} (line {pred_starts[i]}) has {len(p)} tags, "
                                 f"but {gold_path} sentence {i + 1} (line {gold_starts[i]}) has {len(g)}")
-        return M.seqeval_prf(golds, preds)
+        return seqeval_prf(golds, preds)
     if task in LABEL_TASKS:
         preds = read_label_file(pred_path)
         golds = read_label_file(gold_path)
         if task == "bucc2018":
-            return M.bucc_prf(golds, preds)  # a set of pairs: counts may differ
+            return bucc_prf(golds, preds)  # a set of pairs: counts may differ
         if len(preds) != len(golds):
             raise DataError(f"{pred_path}: {len(preds)} lines, but {gold_path} has {len(golds)} "
                             f"(expected one prediction per gold line)")
         if not golds:
             raise DataError(f"{gold_path}: no examples")
-        return M.accuracy(golds, preds)
-    if task in M.QA_TASKS:
+        return accuracy(golds, preds)
+    if task in QA_TASKS:
         preds = read_qa_predictions(pred_path)
         golds = read_qa_gold(gold_path)
         if not golds:
@@ -187,9 +198,9 @@ def score_language(task: str, lang: str, prediction_file: str | os.PathLike,
         if unanswered:
             log.warning("%s: %d of %d questions unanswered; they score 0", pred_path, unanswered, len(golds))
         if task == "mlqa":
-            return M.mlqa_scores(golds, preds, lang)
-        return M.squad_scores(golds, preds)
-    raise DataError(f"unknown task '{task}' (expected one of {', '.join(M.TASK2LANGS)})")
+            return mlqa_scores(golds, preds, lang)
+        return squad_scores(golds, preds)
+    raise DataError(f"unknown task '{task}' (expected one of {', '.join(TASK2LANGS)})")
 
 
 def score_folder(prediction_folder: str | os.PathLike, label_folder: str | os.PathLike) -> dict:
@@ -206,15 +217,15 @@ def score_folder(prediction_folder: str | os.PathLike, label_folder: str | os.Pa
                         f"{gold_root}; expected {pred_root / unpredicted[0]}/ (remove the gold folder to score "
                         "without it)")
     detailed = {}
-    for task, langs in M.TASK2LANGS.items():
+    for task, langs in TASK2LANGS.items():
         if not ((pred_root / task).is_dir() and (gold_root / task).is_dir()):
             continue
         per_lang = {lang: score_language(task, lang, task_file(pred_root, task, lang),
                                          task_file(gold_root, task, lang)) for lang in langs}
-        detailed[task] = M.aggregate_task(task, per_lang)
+        detailed[task] = aggregate_task(task, per_lang)
     for folder in sorted(p for p in pred_root.iterdir() if p.is_dir()):
         task = folder.name
-        if task in M.TASK2LANGS or not (gold_root / task).is_dir() or scoring_rules(task) is None:
+        if task in TASK2LANGS or not (gold_root / task).is_dir() or scoring_rules(task) is None:
             continue
         langs = sorted(f.name.split(".")[0].removeprefix("test-") for f in (gold_root / task).glob("test-*"))
         per_lang = {lang: score_language(task, lang, task_file(pred_root, scoring_rules(task), lang).parent.parent
@@ -223,10 +234,10 @@ def score_folder(prediction_folder: str | os.PathLike, label_folder: str | os.Pa
                                          / task_file(gold_root, scoring_rules(task), lang).name)
                     for lang in langs}
         if per_lang:
-            detailed[task] = M.aggregate_task(task, per_lang)
+            detailed[task] = aggregate_task(task, per_lang)
     if not detailed:
         raise DataError(f"no task to score: {pred_root} and {gold_root} share no task folder "
-                        f"(expected some of {', '.join(M.TASK2LANGS)})")
-    out = M.benchmark_scores(detailed)
+                        f"(expected some of {', '.join(TASK2LANGS)})")
+    out = benchmark_scores(detailed)
     out.update(detailed)
     return out

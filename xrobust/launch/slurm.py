@@ -66,8 +66,10 @@ def render_template(name: str, values: dict[str, str]) -> str:
                           f"it takes {', '.join(sorted(declared.defaults))}")
     merged = {k: v for k, v in declared.defaults.items()}
     merged.update({k: str(v) for k, v in values.items()})
-    if "TASKS" in values and "ARRAY" in declared.defaults and "ARRAY" not in values:
-        merged["ARRAY"] = f"0-{len(values['TASKS'].split()) - 1}"
+    if "TASKS" in merged and not merged["TASKS"]:  # the array templates: the registry's task list
+        merged["TASKS"] = " ".join(_registry_tasks("intermediate" if name.startswith("intermediate") else "target"))
+    if "TASKS" in merged and "ARRAY" in merged and not values.get("ARRAY"):
+        merged["ARRAY"] = f"0-{len(merged['TASKS'].split()) - 1}"
     used = {m.group(1) for m in _PLACEHOLDER.finditer(text)}
     missing = sorted(k for k in used if merged.get(k) is None)
     if missing:
@@ -142,10 +144,6 @@ def render(template: str, config: str, overrides: list[str] | None = None, out: 
     config_out = script.with_suffix(".yaml")
     values = dict(variables or {})
     values["CONFIG"] = str(config_out)
-    if "TASKS" not in values and template in ("intermediate_array", "target_array"):
-        tasks = _registry_tasks("intermediate" if template.startswith("intermediate") else "target")
-        if tasks:
-            values["TASKS"] = " ".join(tasks)
     text = render_template(template, values)
     resolved = resolve_config(config, overrides)
     header = f"# resolved from {config}" + (f" with --set {' '.join(overrides)}" if overrides else "") + "\n"
@@ -156,11 +154,9 @@ def render(template: str, config: str, overrides: list[str] | None = None, out: 
 
 
 def _registry_tasks(phase: str) -> list[str]:
-    try:
-        from ..tasks import registry
-    except ImportError:
-        return []
-    return list(getattr(registry, "INTERMEDIATE_TASKS" if phase == "intermediate" else "TARGET_TASKS", ()))
+    from ..tasks import INTERMEDIATE_TASKS, TARGET_TASKS
+
+    return list(INTERMEDIATE_TASKS if phase == "intermediate" else TARGET_TASKS)
 
 
 def sbatch_command(script: str | Path, dependency: str | None = None, extra: list[str] | None = None) -> list[str]:

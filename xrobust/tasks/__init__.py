@@ -1,5 +1,6 @@
 """Task registry: `get_task(name)`, `all_tasks()`, the intermediate and XTREME target lists."""
 
+from .adapters import Adapter
 from .registry import (
     DEMO_LANGUAGES,
     DEMO_TASKS,
@@ -13,6 +14,7 @@ from .registry import (
 )
 
 __all__ = [
+    "Adapter",
     "DEMO_LANGUAGES",
     "DEMO_TASKS",
     "INTERMEDIATE_TASKS",

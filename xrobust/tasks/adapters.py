@@ -20,7 +20,6 @@ from typing import Any, Callable
 import datasets
 
 from xrobust.errors import DataError
-from xrobust.tasks.registry import TYDIQA_ID_PREFIXES
 
 Batch = dict[str, list]
 
@@ -149,6 +148,13 @@ def _keep_labeled(batch: Batch, ctx: Context) -> list[bool]:
 
 def _keep_xnli_language(batch: Batch, ctx: Context) -> list[bool]:
     return [lang == ctx.lang for lang in batch["language"]]
+
+
+# TyDiQA-GoldP example ids start with the language's English name ("english-123-0").
+TYDIQA_ID_PREFIXES = {
+    "ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian",
+    "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu",
+}
 
 
 def _keep_tydiqa_language(batch: Batch, ctx: Context) -> list[bool]:

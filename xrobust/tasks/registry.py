@@ -4,16 +4,24 @@ A spec says what a task's data looks like (format, labels, languages), how it is
 which English data trains it (train_task), which head it uses, and where its data comes from by
 default (`sources`: Hugging Face hub ids per split, or a local file template for demo tasks).
 Loading itself lives in xrobust.data.loading; the per-dataset column mapping in
-xrobust.tasks.adapters (named here by `HubSource.adapter`).
+xrobust.tasks.adapters (named here by `HubSource.adapter`, or given as an `Adapter`).
+
+A new task is one entry in `_real_tasks` (plus its test): the task lists, the presets and the Slurm
+arrays read the registry. A task of your own needs no edit here: `module.path:ATTRIBUTE` names a
+TaskSpec wherever a task name goes (docs/EXTENDING.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from xrobust.errors import ConfigError
+
+from .adapters import Adapter
 
 SPLITS = ("train", "dev", "test")
 FORMATS = ("classification", "multiple_choice", "span_qa", "tagging", "retrieval")
@@ -69,7 +77,7 @@ UD_LANGUAGE_NAMES = {
     "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "ur": "Urdu",
     "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
 }
-# ... its Tatoeba configs by the (mostly ISO 639-3) codes of the LASER release ...
+# ... and its Tatoeba configs by the (mostly ISO 639-3) codes of the LASER release.
 TATOEBA_CODES = {
     "af": "afr", "ar": "ara", "bg": "bul", "bn": "ben", "de": "deu", "el": "ell", "es": "spa",
     "et": "est", "eu": "eus", "fa": "pes", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin",
@@ -77,11 +85,6 @@ TATOEBA_CODES = {
     "ko": "kor", "ml": "mal", "mr": "mar", "nl": "nld", "pt": "por", "ru": "rus", "sw": "swh",
     "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl", "tr": "tur", "ur": "urd", "vi": "vie",
     "zh": "cmn",
-}
-# ... and TyDiQA-GoldP example ids start with the language's English name ("english-123-0").
-TYDIQA_ID_PREFIXES = {
-    "ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian",
-    "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu",
 }
 
 
@@ -121,11 +124,15 @@ class HubSource:
     dataset: str
     config: str | None
     split: str
-    adapter: str
+    adapter: str | Adapter  # a name in xrobust.tasks.adapters.ADAPTERS, or an Adapter of the task's own
     revision: str | None = None
 
+    @property
+    def adapter_name(self) -> str:
+        return self.adapter if isinstance(self.adapter, str) else self.adapter.name
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "adapter": self.adapter_name}
 
 
 @dataclass(frozen=True)
@@ -193,7 +200,7 @@ class TaskSpec:
         hubs = self.sources.get(split, ())
         if not hubs:  # no such split by default; an override may still provide it per language
             return self.languages
-        if any(_PER_LANGUAGE_ADAPTERS.intersection({h.adapter}) or "{" in (h.config or "")
+        if any(h.adapter_name in _PER_LANGUAGE_ADAPTERS or "{" in (h.config or "")
                for h in hubs):
             return self.languages
         return ("en",)
@@ -387,35 +394,78 @@ def _demo_tasks() -> list[TaskSpec]:
 
 _REGISTRY: dict[str, TaskSpec] = {t.name: t for t in _real_tasks() + _demo_tasks()}
 
-INTERMEDIATE_TASKS = ("anli_plus", "mnli", "qqp", "sst2", "squad", "hellaswag", "cosmosqa",
-                      "commonsenseqa", "ccg")
-TARGET_TASKS = ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc", "tatoeba")
+# Derived from the registry (its order is the paper's): a new entry above joins them, and with them
+# the presets, the multi-task preset's `intermediate` list and the Slurm arrays' task lists.
+INTERMEDIATE_TASKS = tuple(name for name, t in _REGISTRY.items() if t.phase == "intermediate" and not t.demo)
+TARGET_TASKS = tuple(name for name, t in _REGISTRY.items() if t.phase == "target" and not t.demo)
 DEMO_TASKS = tuple(name for name, t in _REGISTRY.items() if t.demo)
+
+# `module.path:ATTRIBUTE` names a TaskSpec defined outside xrobust (docs/EXTENDING.md); those a
+# process has imported, by reference (all_tasks lists only the registry's own).
+_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_IMPORTED: dict[str, TaskSpec] = {}
 
 
 def get_task(name: str) -> TaskSpec:
+    """A registered task by name, or a user's task by reference (`mypkg.tasks:MY_TASK`)."""
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
+        if isinstance(name, str) and _REFERENCE.match(name):
+            return _IMPORTED.get(name) or _import_task(name)
         known = ", ".join(_REGISTRY)
-        raise ConfigError(f"unknown task {name!r}; known tasks: {known}") from None
+        raise ConfigError(f"unknown task {name!r}; known tasks: {known}; or a task of your own as "
+                          "'module.path:ATTRIBUTE' (docs/EXTENDING.md)") from None
+
+
+def _import_task(reference: str) -> TaskSpec:
+    """Import a user's TaskSpec and register it under its reference, which is its name from then on
+    (configs, models.json, results): a run directory names the same task in any later process."""
+    module_name, attribute = reference.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"task {reference!r}: cannot import module '{module_name}' ({exc}); is it installed "
+                          "or on PYTHONPATH?") from None
+    spec = getattr(module, attribute, None)
+    if not isinstance(spec, TaskSpec):
+        raise ConfigError(f"task {reference!r}: expected a xrobust.tasks.TaskSpec at {module_name}.{attribute}, "
+                          f"got {type(spec).__name__}")
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
+        raise ConfigError(f"task {reference!r}: its name '{spec.name}' is a registered task already; give it "
+                          "another name")
+    # the spec's own name stays its head's name (a module name: no '.' or ':'); a train_task that is
+    # the spec itself follows it to the reference
+    if not re.fullmatch(r"[A-Za-z_][\w-]*", spec.head or spec.name):
+        raise ConfigError(f"task {reference!r}: its head is named {spec.head or spec.name!r}; a head name has "
+                          "letters, digits, '_' and '-' only (set `name` or `head` so)")
+    own = {spec.name, reference}
+    task = dataclasses.replace(spec, name=reference, head=spec.head or spec.name,
+                               train_task=reference if spec.train_task in own else spec.train_task)
+    _check_spec(task, {**_REGISTRY, **_IMPORTED, reference: task})
+    _IMPORTED[reference] = task
+    return task
 
 
 def all_tasks(include_demo: bool = True) -> list[TaskSpec]:
     return [t for t in _REGISTRY.values() if include_demo or not t.demo]
 
 
-def _check_registry() -> None:
-    # Cheap invariants checked at import: a wrong entry fails loudly rather than at train time.
-    for t in _REGISTRY.values():
-        assert t.format in FORMATS and t.phase in PHASES and t.metric in METRICS, t.name
-        assert set(t.sources) <= set(SPLITS), t.name
-        assert t.train_task is None or t.train_task in _REGISTRY, t.name
-        assert (t.format == "span_qa") == (t.doc_stride is not None), t.name
-        for split, langs in t.split_languages_only.items():
-            assert split in SPLITS and set(langs) <= set(t.languages), t.name
-    assert set(INTERMEDIATE_TASKS) | set(TARGET_TASKS) == {
-        t.name for t in _REGISTRY.values() if not t.demo}
+def _check_spec(t: TaskSpec, registry: Mapping[str, TaskSpec]) -> None:
+    """Cheap invariants: a wrong entry fails loudly rather than at train time."""
+    problems = [what for what, ok in (
+        (f"format {t.format!r} is not one of {', '.join(FORMATS)}", t.format in FORMATS),
+        (f"phase {t.phase!r} is not one of {', '.join(PHASES)}", t.phase in PHASES),
+        (f"metric {t.metric!r} is not one of {', '.join(METRICS)}", t.metric in METRICS),
+        (f"sources has splits other than {', '.join(SPLITS)}", set(t.sources) <= set(SPLITS)),
+        (f"train_task {t.train_task!r} is not a task", t.train_task is None or t.train_task in registry),
+        ("doc_stride is set exactly for span_qa tasks", (t.format == "span_qa") == (t.doc_stride is not None)),
+        ("split_languages_only names a split or languages the task lacks",
+         all(split in SPLITS and set(langs) <= set(t.languages) for split, langs in t.split_languages_only.items())),
+    ) if not ok]
+    if problems:
+        raise ConfigError(f"task {t.name!r}: " + "; ".join(problems))
 
 
-_check_registry()
+for _spec in _REGISTRY.values():
+    _check_spec(_spec, _REGISTRY)

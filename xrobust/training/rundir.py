@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -27,7 +28,7 @@ from .lock import LOCK_FILE, RunLock
 
 CONFIG_FILE = "config.yaml"
 MARKER = "config.yaml"
-MODELS_FILE = "models.json"  # task (and "phase:<name>") -> the model directory that carries its head
+MODELS_FILE = "models.json"  # RunModels: {"tasks": {task: model dir}, "phases": {phase: model dir}}
 CONFIG_CHANGES = "config_changes.jsonl"
 
 # Keys whose change on --resume does not change what is trained (where things go, what is logged,
@@ -170,34 +171,67 @@ def _resolve_model(root: Path, value: str, legacy_root: Path | None) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def read_models(root: Path) -> dict[str, Path]:
-    """models.json with every path resolved against the run directory (older runs too)."""
+@dataclass
+class RunModels:
+    """models.json: the model directory that carries each task's head (`tasks`) and each phase's final
+    model (`phases`: the next phase's encoder, and retrieval's model)."""
+
+    tasks: dict[str, Path] = field(default_factory=dict)
+    phases: dict[str, Path] = field(default_factory=dict)
+
+    def to_json(self, root: Path) -> dict:
+        """Paths inside the run directory relative to it (portable); others absolute."""
+        return {"tasks": _relative(root, self.tasks), "phases": _relative(root, self.phases)}
+
+
+def _relative(root: Path, models: dict) -> dict[str, str]:
+    root = Path(root).resolve()
+    out = {}
+    for key, value in models.items():
+        path = Path(value).resolve()
+        out[key] = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    return out
+
+
+LEGACY_PHASE_KEY = "phase:"  # models.json before {"tasks", "phases"}: one mapping, "phase:<name>" keys
+
+
+def _sections(data) -> tuple[dict, dict] | None:
+    """(tasks, phases) of either form of models.json; None if it is neither."""
+    if isinstance(data, dict) and set(data) == {"tasks", "phases"}:
+        tasks, phases = data["tasks"], data["phases"]
+    elif isinstance(data, dict):  # the older form
+        tasks = {k: v for k, v in data.items() if not k.startswith(LEGACY_PHASE_KEY)}
+        phases = {k[len(LEGACY_PHASE_KEY):]: v for k, v in data.items() if k.startswith(LEGACY_PHASE_KEY)}
+    else:
+        return None
+    if not all(isinstance(part, dict) and all(isinstance(v, str) for v in part.values()) for part in (tasks, phases)):
+        return None
+    return tasks, phases
+
+
+def read_models(root: Path) -> RunModels:
+    """models.json with every path resolved against the run directory; older runs too (their one
+    mapping with "phase:<name>" keys, paths under output_dir/name)."""
     root = Path(root)
     path = root / MODELS_FILE
     if not path.is_file():
-        return {}
+        return RunModels()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise XRobustError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise XRobustError(f"{path}: expected a mapping of task -> model directory")
+    sections = _sections(data)
+    if sections is None:
+        raise XRobustError(f'{path}: expected {{"tasks": {{task: model directory}}, "phases": {{phase: model '
+                           'directory}} (or, as older runs wrote it, a mapping of task -> model directory)')
     legacy = _recorded_root(root)
-    return {task: _resolve_model(root, value, legacy) for task, value in data.items()}
+    tasks, phases = ({key: _resolve_model(root, value, legacy) for key, value in part.items()} for part in sections)
+    return RunModels(tasks, phases)
 
 
-def relative_models(root: Path, models: dict) -> dict[str, str]:
-    """Paths inside the run directory relative to it (portable); others absolute."""
-    root = Path(root).resolve()
-    out = {}
-    for task, value in models.items():
-        path = Path(value).resolve()
-        out[task] = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-    return out
-
-
-def write_models(root: Path, models: dict) -> None:
-    atomic_write_json(Path(root) / MODELS_FILE, relative_models(root, models))
+def write_models(root: Path, models: RunModels) -> None:
+    atomic_write_json(Path(root) / MODELS_FILE, models.to_json(root))
 
 
 # -- description -------------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,6 +35,27 @@ def finished(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+@dataclass
+class LoopState:
+    """Where the loop stands; a checkpoint records it (loop_state.json) and a resumed run starts from it."""
+
+    step: int = 0  # optimizer steps taken
+    best: dict | None = None  # the best English dev evaluation: {"score", "step", "finite_steps"}
+    evals_without_improvement: int = 0  # for early stopping (phase.patience)
+    last_eval_step: int | None = None
+    data: dict | None = None  # PhaseData.state_dict() at the checkpoint
+    nonfinite: dict | None = None  # NonFiniteMonitor.state_dict() at the checkpoint
+
+    @classmethod
+    def from_dict(cls, recorded: dict) -> "LoopState":
+        """A checkpoint's loop state; older checkpoints lack some keys (their defaults apply)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in recorded.items() if key in names})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 def _build_strategy(adv_cfg, model):
     from ..adversarial import build_strategy
 
@@ -40,11 +63,13 @@ def _build_strategy(adv_cfg, model):
 
 
 class Trainer:
-    def __init__(self, cfg, phase_key: str, phase, run_dir: Path, init_encoder: str, tokenizer, tracker=None,
-                 step_offset: int = 0, *, evaluate_dev):
-        """evaluate_dev(model, phase_data, batch_size) -> {task: {metric: value, "selection": score}}
+    def __init__(self, cfg, *, phase_key: str, phase, run_dir: Path, init_encoder: str, tokenizer, evaluate_dev,
+                 tracker=None, step_offset: int = 0):
+        """One phase (`phase`, the config's phases.<phase_key>, or the part of it one head trains) in
+        `run_dir`, starting from the encoder `init_encoder` (a model directory or hub id).
+        evaluate_dev(model, phase_data, batch_size) -> {task: {metric: value, "selection": score}}
         scores the English dev sets (xrobust.evaluation.predict.evaluate_dev; the pipeline passes it,
-        as evaluation is a layer above training)."""
+        as evaluation is a layer above training). `step_offset`: the W&B step this phase starts after."""
         self.cfg, self.phase_key, self.phase = cfg, phase_key, phase
         self.evaluate_dev = evaluate_dev
         self.run_dir = Path(run_dir)
@@ -92,15 +117,15 @@ class Trainer:
             if self._zero_ctx is not None:
                 self._zero_ctx.close()
 
-    def _resume_state(self, ckpt_root: Path, metrics_file: Path, fresh_if_nothing_to_resume: bool) -> dict | None:
+    def _resume_state(self, ckpt_root: Path, metrics_file: Path, fresh_if_nothing_to_resume: bool) -> LoopState | None:
         """The loop state of the newest usable checkpoint; None to start at step 0, which --resume
         allows only where nothing was trained yet (or when asked)."""
         tag = checkpoint.latest(ckpt_root)
         if tag:
-            state = checkpoint.load(self.engine, ckpt_root, tag)
-            self.data.load_state_dict(state["data"])
+            state = LoopState.from_dict(checkpoint.load(self.engine, ckpt_root, tag))
+            self.data.load_state_dict(state.data)
             if dist.is_main():
-                print(f"resumed from {ckpt_root / tag} at step {state['step']}", flush=True)
+                print(f"resumed from {ckpt_root / tag} at step {state.step}", flush=True)
             return state
         steps = _recorded_steps(metrics_file)
         if not steps:
@@ -121,22 +146,22 @@ class Trainer:
     def _train(self, resume: bool, fresh_if_nothing_to_resume: bool) -> Path:
         ckpt_root = self.run_dir / "checkpoints"
         metrics_file = self.run_dir / "metrics.jsonl"
-        state = {"step": 0, "best": None, "evals_without_improvement": 0, "data": None}
+        state = LoopState()
         if resume:
             state = self._resume_state(ckpt_root, metrics_file, fresh_if_nothing_to_resume) or state
         self.monitor = NonFiniteMonitor(self.phase, self.phase_key, self.total_steps, _dynamic_loss_scale(self.engine))
         # a checkpoint written before steps were counted: its steps count as finite
-        self.monitor.load_state_dict(state.get("nonfinite") or {"finite": state["step"]})
+        self.monitor.load_state_dict(state.nonfinite or {"finite": state.step})
         flag = FLAG.install()
-        bar = tqdm(total=self.total_steps, initial=state["step"], desc=f"{self.phase_key}",
+        bar = tqdm(total=self.total_steps, initial=state.step, desc=f"{self.phase_key}",
                    disable=not dist.is_main(), dynamic_ncols=True)
         try:
-            while state["step"] < self.total_steps:
+            while state.step < self.total_steps:
                 t0 = time.perf_counter()
-                with context(f"training phases.{self.phase_key} at step {state['step'] + 1}"):
+                with context(f"training phases.{self.phase_key} at step {state.step + 1}"):
                     record, skipped = self._optimizer_step()
-                state["step"] += 1
-                step = state["step"]
+                state.step += 1
+                step = state.step
                 record.update(step=step, lr=self.scheduler.get_last_lr()[0],
                               examples_per_s=self.phase.batch_size / (time.perf_counter() - t0))
                 self.monitor.count(record, skipped)
@@ -157,24 +182,25 @@ class Trainer:
                     if preempted and dist.is_main():
                         print(f"\nreceived {flag.name if flag.set else 'a signal on another rank'}: writing a "
                               f"checkpoint at step {step}, then stopping", file=sys.stderr, flush=True)
-                    state["data"] = self.data.state_dict()
-                    state["nonfinite"] = self.monitor.state_dict()
-                    tag_dir = checkpoint.save(self.engine, ckpt_root, step, state, self.phase.keep_checkpoints)
+                    state.data = self.data.state_dict()
+                    state.nonfinite = self.monitor.state_dict()
+                    tag_dir = checkpoint.save(self.engine, ckpt_root, step, state.to_dict(),
+                                              self.phase.keep_checkpoints)
                     if preempted:
                         if dist.is_main():
                             mark_preempted()
                         raise Preempted(step, str(tag_dir), flag.name if flag.set else "a signal")
                 if stop:
                     break
-            if not self._evaluated_at(state, state["step"]):
+            if state.last_eval_step != state.step:
                 self._evaluate(state, metrics_file)
         finally:
             bar.close()
-        self.monitor.check_complete(state["best"])
-        if state["best"] is None:  # no dev data: keep the last weights
+        self.monitor.check_complete(state.best)
+        if state.best is None:  # no dev data: keep the last weights
             self._export(self.run_dir / MODEL_DIR)
         if dist.is_main():
-            atomic_write_json(self.run_dir / COMPLETE, {"total_steps": self.total_steps, "best": state["best"],
+            atomic_write_json(self.run_dir / COMPLETE, {"total_steps": self.total_steps, "best": state.best,
                                                         "nonfinite_steps": self.monitor.nonfinite})
         dist.barrier()
         return self.run_dir / MODEL_DIR
@@ -209,34 +235,31 @@ class Trainer:
         return record, self.engine.skipped_steps != skipped_before
 
     # -- evaluation and export -------------------------------------------------------------------------
-    def _evaluated_at(self, state, step) -> bool:
-        return state.get("last_eval_step") == step
-
-    def _evaluate(self, state: dict, metrics_file: Path) -> bool:
+    def _evaluate(self, state: LoopState, metrics_file: Path) -> bool:
         """English dev evaluation; returns True when early stopping says stop."""
         if not self.data.has_dev():
             return False
         self.engine.eval()
-        with context(f"English dev evaluation of phases.{self.phase_key} at step {state['step']}"):
+        with context(f"English dev evaluation of phases.{self.phase_key} at step {state.step}"):
             scores = self.evaluate_dev(self.engine.module, self.data, batch_size=self.phase.micro_batch_size * 2)
         self.engine.train()
         selection = sum(s["selection"] for s in scores.values()) / len(scores)
-        step = state["step"]
-        state["last_eval_step"] = step
-        improved = state["best"] is None or selection > state["best"]["score"]
+        step = state.step
+        state.last_eval_step = step
+        improved = state.best is None or selection > state.best["score"]
         if improved:
-            state["best"] = {"score": selection, "step": step, "finite_steps": self.monitor.finite}
-            state["evals_without_improvement"] = 0
+            state.best = {"score": selection, "step": step, "finite_steps": self.monitor.finite}
+            state.evals_without_improvement = 0
             self._export(self.run_dir / MODEL_DIR)
         else:
-            state["evals_without_improvement"] += 1
+            state.evals_without_improvement += 1
         if dist.is_main():
-            record = {"step": step, "eval": scores, "selection": selection, "best_step": state["best"]["step"]}
+            record = {"step": step, "eval": scores, "selection": selection, "best_step": state.best["step"]}
             append_jsonl(metrics_file, record)
             if self.tracker:
                 flat = {f"{self.phase_key}/dev/{t}/{m}": v for t, s in scores.items() for m, v in s.items()}
                 self.tracker.log({**flat, f"{self.phase_key}/dev/selection": selection}, step=self.step_offset + step)
-        return bool(self.phase.patience) and state["evals_without_improvement"] >= self.phase.patience
+        return bool(self.phase.patience) and state.evals_without_improvement >= self.phase.patience
 
     def _export(self, out_dir: Path) -> None:
         """Consolidate ZeRO-3 shards and write encoder (HF) + heads + tokenizer, atomically replacing out_dir."""
