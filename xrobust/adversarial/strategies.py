@@ -628,7 +628,7 @@ def strategy_class(method: str) -> type[Strategy]:
 def validate_adversarial(cfg, where: str = "adversarial") -> None:
     """Raise ConfigError for the first setting the method cannot use (cfg: a MethodConfig)."""
     cls = strategy_class(cfg.method)
-    if not isinstance(cfg, cls.Config):
+    if type(cfg) is not cls.Config:
         raise ConfigError(f"key '{where}': {cfg.method} takes a {cls.Config.__name__}, got a {type(cfg).__name__}")
     for key, message in cfg.problems():
         raise ConfigError(f"key '{where}.{key}': {message}")
