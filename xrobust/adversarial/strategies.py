@@ -68,7 +68,7 @@ def _frozen(module: torch.nn.Module):
 # A setting is a dataclass field whose metadata says what values it takes; MethodConfig.problems()
 # checks every field from it, so each method's config is checked where it is defined.
 
-def _setting(default, check, *choices):
+def setting(default, check, *choices):
     """check: "positive" / "nonnegative" (finite numbers), "count" (int >= 1), "step" (int >= 0),
     "flag" (bool), "required" (set; `choices` holds its description) or "choice" (one of `choices`)."""
     return field(default=default, metadata={"check": check, "choices": choices})
@@ -151,8 +151,11 @@ class Strategy:
         pass
 
 
-class _Perturbed(Strategy):
-    """Shared machinery of the embedding-perturbation methods."""
+class EmbeddingPerturbation(Strategy):
+    """Shared machinery of the embedding-perturbation methods, and the base of a new one: a subclass
+    sets `Config` (a MethodConfig with at least `start_step`) and implements `_adv_step(engine, batch)`
+    with the helpers below (`injector.active(delta)`, `_noise`, `_init`, `_ascend`, `_input_grad`,
+    `_stats`); before `start_step` the micro-step is plain training (docs/EXTENDING.md)."""
 
     adversarial = True
     backwards = 1  # engine.backward calls per micro-step (coalesced when > 1)
@@ -296,19 +299,19 @@ class _Perturbed(Strategy):
 @dataclass
 class PGDConfig(MethodConfig):
     method: str = "pgd"
-    steps: int = _setting(2, "count")  # K ascent steps
-    alpha: float = _setting(0.1, "positive")  # ascent step size
-    epsilon: float = _setting(0.3, "nonnegative")  # projection radius; 0 = none
-    sigma: float = _setting(0.1, "nonnegative")  # random start's magnitude (FreeLB's init); 0 = zero start
-    norm: str = _setting("l2", "choice", *NORMS)
-    start_step: int = _setting(0, "step")  # plain training before this optimizer step
-    backend: str = _setting("auto", "choice", *BACKENDS)  # perturbation kernels
-    coalesce: bool = _setting(True, "flag")  # one gradient reduction for the micro-step's backwards
+    steps: int = setting(2, "count")  # K ascent steps
+    alpha: float = setting(0.1, "positive")  # ascent step size
+    epsilon: float = setting(0.3, "nonnegative")  # projection radius; 0 = none
+    sigma: float = setting(0.1, "nonnegative")  # random start's magnitude (FreeLB's init); 0 = zero start
+    norm: str = setting("l2", "choice", *NORMS)
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
+    backend: str = setting("auto", "choice", *BACKENDS)  # perturbation kernels
+    coalesce: bool = setting(True, "flag")  # one gradient reduction for the micro-step's backwards
 
     LEGACY = {"step_size": "alpha", "max_norm": "epsilon", "init_mag": "sigma"}
 
 
-class PGD(_Perturbed):
+class PGD(EmbeddingPerturbation):
     """K-step projected gradient ascent on the embedding perturbation (Madry et al. 2018), trained
     on clean + adversarial loss as in the common PGD snippet.
 
@@ -351,11 +354,11 @@ class PGD(_Perturbed):
 @dataclass
 class FGMConfig(MethodConfig):
     method: str = "fgm"
-    epsilon: float = _setting(0.1, "positive")  # the perturbation's norm
-    norm: str = _setting("l2", "choice", *NORMS)
-    start_step: int = _setting(0, "step")  # plain training before this optimizer step
-    backend: str = _setting("auto", "choice", *BACKENDS)  # perturbation kernels
-    coalesce: bool = _setting(True, "flag")  # one gradient reduction for the micro-step's two backwards
+    epsilon: float = setting(0.1, "positive")  # the perturbation's norm
+    norm: str = setting("l2", "choice", *NORMS)
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
+    backend: str = setting("auto", "choice", *BACKENDS)  # perturbation kernels
+    coalesce: bool = setting(True, "flag")  # one gradient reduction for the micro-step's two backwards
 
     LEGACY = {"step_size": "epsilon"}
 
@@ -405,20 +408,20 @@ class _RngReplay:
 @dataclass
 class FreeLBConfig(MethodConfig):
     method: str = "freelb"
-    steps: int = _setting(2, "count")  # K
-    alpha: float = _setting(0.1, "positive")  # ascent step size
-    sigma: float = _setting(0.1, "nonnegative")  # initial perturbation's magnitude; 0 = zero start
-    epsilon: float = _setting(0.3, "nonnegative")  # projection radius; 0 = none
-    norm: str = _setting("l2", "choice", *NORMS)
-    reuse_dropout_masks: bool = _setting(True, "flag")  # the same dropout masks in all K passes (reference code)
-    start_step: int = _setting(0, "step")  # plain training before this optimizer step
-    backend: str = _setting("auto", "choice", *BACKENDS)  # perturbation kernels
-    coalesce: bool = _setting(True, "flag")  # one gradient reduction for the micro-step's K backwards
+    steps: int = setting(2, "count")  # K
+    alpha: float = setting(0.1, "positive")  # ascent step size
+    sigma: float = setting(0.1, "nonnegative")  # initial perturbation's magnitude; 0 = zero start
+    epsilon: float = setting(0.3, "nonnegative")  # projection radius; 0 = none
+    norm: str = setting("l2", "choice", *NORMS)
+    reuse_dropout_masks: bool = setting(True, "flag")  # the same dropout masks in all K passes (reference code)
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
+    backend: str = setting("auto", "choice", *BACKENDS)  # perturbation kernels
+    coalesce: bool = setting(True, "flag")  # one gradient reduction for the micro-step's K backwards
 
     LEGACY = {"step_size": "alpha", "init_mag": "sigma", "max_norm": "epsilon"}
 
 
-class FreeLB(_Perturbed):
+class FreeLB(EmbeddingPerturbation):
     """FreeLB-K (Zhu et al. 2020, Algorithm 1): parameter gradients accumulate over K passes
     (engine.backward(loss_t / K)); between passes delta ascends on the same backward's delta
     gradient with a per-example normalized step and is projected to the eps-ball.
@@ -460,20 +463,20 @@ class FreeLB(_Perturbed):
 @dataclass
 class SMARTConfig(MethodConfig):
     method: str = "smart"
-    steps: int = _setting(2, "count")  # T_x ascent steps
-    eta: float = _setting(0.1, "positive")  # ascent step size
-    sigma: float = _setting(0.1, "positive")  # standard deviation of the initial noise
-    epsilon: float = _setting(0.3, "nonnegative")  # per-token projection radius; 0 = none
-    norm: str = _setting("l2", "choice", *NORMS)
-    lambda_s: float = _setting(1.0, "positive")  # weight of the smoothness regularizer
-    ascent_divergence: str = _setting("symmetric", "choice", *DIVERGENCES)
-    start_step: int = _setting(0, "step")  # plain training before this optimizer step
-    backend: str = _setting("auto", "choice", *BACKENDS)  # perturbation kernels
+    steps: int = setting(2, "count")  # T_x ascent steps
+    eta: float = setting(0.1, "positive")  # ascent step size
+    sigma: float = setting(0.1, "positive")  # standard deviation of the initial noise
+    epsilon: float = setting(0.3, "nonnegative")  # per-token projection radius; 0 = none
+    norm: str = setting("l2", "choice", *NORMS)
+    lambda_s: float = setting(1.0, "positive")  # weight of the smoothness regularizer
+    ascent_divergence: str = setting("symmetric", "choice", *DIVERGENCES)
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
+    backend: str = setting("auto", "choice", *BACKENDS)  # perturbation kernels
 
     LEGACY = {"step_size": "eta", "init_mag": "sigma", "max_norm": "epsilon", "weight": "lambda_s"}
 
 
-class SMART(_Perturbed):
+class SMART(EmbeddingPerturbation):
     """SMART smoothness-inducing regularizer (Jiang et al. 2020): loss + lambda * symmetric-KL(
     f(x + delta), f(x)), delta from N(0, sigma^2) noise ascended `steps` times (T_x) with per-token
     normalized steps of size eta (norm: l2 or linf) and projected per token to epsilon (the paper's ball;
@@ -517,15 +520,15 @@ class SMART(_Perturbed):
 @dataclass
 class R3FConfig(MethodConfig):
     method: str = "r3f"
-    eps: float = _setting(0.1, "positive")  # noise scale: U(-eps, eps) or N(0, eps^2)
-    noise_type: str = _setting("uniform", "choice", *NOISES)
-    r3f_lambda: float = _setting(1.0, "positive")  # weight of the symmetric KL
-    start_step: int = _setting(0, "step")  # plain training before this optimizer step
+    eps: float = setting(0.1, "positive")  # noise scale: U(-eps, eps) or N(0, eps^2)
+    noise_type: str = setting("uniform", "choice", *NOISES)
+    r3f_lambda: float = setting(1.0, "positive")  # weight of the symmetric KL
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
 
     LEGACY = {"init_mag": "eps", "noise": "noise_type", "weight": "r3f_lambda"}
 
 
-class R3F(_Perturbed):
+class R3F(EmbeddingPerturbation):
     """R3F (Aghajanyan et al. 2021): loss + lambda * symmetric-KL(f(x + z), f(x)) with z ~ U(-eps,
     eps) or N(0, eps^2), no ascent; gradients flow through both predictions,
     except that the noisy branch starts from a detached copy of the word embeddings (as fairseq's
@@ -553,14 +556,14 @@ class R3F(_Perturbed):
 @dataclass
 class RSRPConfig(MethodConfig):
     method: str = "rs-rp"
-    sigma: float = _setting(0.1, "positive")  # noise scale: U(-sigma, sigma) or N(0, sigma^2)
-    noise_type: str = _setting("uniform", "choice", *NOISES)
-    start_step: int = _setting(0, "step")  # plain training before this optimizer step
+    sigma: float = setting(0.1, "positive")  # noise scale: U(-sigma, sigma) or N(0, sigma^2)
+    noise_type: str = setting("uniform", "choice", *NOISES)
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
 
     LEGACY = {"init_mag": "sigma", "noise": "noise_type"}
 
 
-class RSRP(_Perturbed):
+class RSRP(EmbeddingPerturbation):
     """Randomized smoothing by random perturbation: train on f(x + z), z ~ U(-s, s) or N(0, s^2)
     per embedding coordinate (s = sigma); one pass, no clean loss."""
 
@@ -578,8 +581,8 @@ class RSRP(_Perturbed):
 @dataclass
 class RSDAConfig(MethodConfig):
     method: str = "rs-da"
-    neighbours: Optional[str] = _setting(None, "required", "a synonym neighbours file (TSV: word<TAB>neighbour ...)")
-    copies: int = _setting(1, "count")  # augmented copies per example
+    neighbours: Optional[str] = setting(None, "required", "a synonym neighbours file (TSV: word<TAB>neighbour ...)")
+    copies: int = setting(1, "count")  # augmented copies per example
 
 
 class RSDA(Strategy):
