@@ -32,7 +32,7 @@ import contextlib
 import importlib
 import math
 from dataclasses import dataclass, field, fields
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 
@@ -101,9 +101,9 @@ class MethodConfig:
 
     method: str = "none"
 
-    # old flat name -> this method's name, for old config files (xrobust.config.schema.AdversarialConfig;
+    # old flat name -> this method's name, for old config files (xrobust.config.schema.FlatAdversarialConfig;
     # keys of the same name carry over)
-    LEGACY = {}
+    LEGACY: ClassVar[dict[str, str]] = {}
 
     def problems(self) -> list[tuple[str, str]]:
         """(key, what is wrong) for every setting this method cannot use."""

@@ -208,23 +208,20 @@ def _adversarial(value, where: str, source: str) -> MethodConfig:
         cls = strategy_class(method).Config
     except ConfigError as exc:
         raise ConfigError(f"{source}: key '{where}.method': {exc}") from None
-    if any(key in value for key in LEGACY_KEYS):
-        return _from_flat(cls, method, value, where, source)
+    old = [key for key in value if key in LEGACY_KEYS or key in cls.LEGACY]
+    if old:
+        return _from_flat(cls, method, value, old[0], where, source)
     for key in value:
         if key not in cls.keys():
-            old = [new for old, new in cls.LEGACY.items() if old == key]
-            hint = f" ('{key}' is the old name of '{old[0]}')" if old else ""
-            raise ConfigError(f"{source}: unknown key '{where}.{key}'{hint}; {method} has the keys: "
-                              f"{', '.join(cls.keys())}")
+            raise ConfigError(f"{source}: unknown key '{where}.{key}'; {method} has the keys: {', '.join(cls.keys())}")
     return _build(cls, value, where, source)
 
 
-def _from_flat(cls, method: str, value: dict, where: str, source: str) -> MethodConfig:
-    """The old flat form, read with its old types, defaults and errors, mapped to the method's keys:
-    renamed by cls.LEGACY, carried over where the name is the same, dropped where the method never
-    read the key (as the old form ignored it)."""
+def _from_flat(cls, method: str, value: dict, old: str, where: str, source: str) -> MethodConfig:
+    """The old flat form (`old` is one of its keys here), read with its old types, defaults and errors,
+    mapped to the method's keys: renamed by cls.LEGACY, carried over where the name is the same,
+    dropped where the method never read the key (as the old form ignored it)."""
     flat_keys = {f.name for f in dataclasses.fields(FlatAdversarialConfig)}
-    old = next(k for k in LEGACY_KEYS if k in value)
     new = [k for k in value if k not in flat_keys]
     if new or method not in METHODS:
         why = f"the new key '{new[0]}' is here too" if new else f"{method} is not a built-in method"
