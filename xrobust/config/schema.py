@@ -27,8 +27,8 @@ class ModelConfig:
 @dataclass
 class FlatAdversarialConfig:
     """The old flat form of `phases.<phase>.adversarial`, whose knobs changed meaning per method.
-    Still read (config files and recorded run configs that use step_size, init_mag, max_norm or
-    weight) and mapped to the method's own config by the names in its `LEGACY` table
+    Still read (config files and recorded run configs with step_size, init_mag, max_norm, weight or
+    another name the method renamed) and mapped to the method's own config by its `LEGACY` table
     (xrobust.config.loader, docs/ADVERSARIAL.md "The old flat form"). Never written."""
 
     method: str = "none"  # none | fgm | pgd | freelb | smart | r3f | rs-rp | rs-da
