@@ -296,6 +296,20 @@ def test_rsda_augments_every_format_and_keeps_alignment(tmp_path):
     assert list(again) == list(augment_examples(cases["tagging"], "tagging", nb, copies=3, seed=0))
 
 
+def test_the_strategy_declares_its_data_transform(tmp_path):
+    """The data pipeline asks the method's class for the training examples (training/data.py): RS-DA
+    augments them, every other method trains on them as they are."""
+    from xrobust.adversarial import augment_examples
+
+    nb = _neighbours(tmp_path)
+    rows = [{"id": "t", "tokens": ["Anna", "saw", "the", "red", "car", "."], "tags": [1, 2, 3, 4, 5, 0]}]
+    rsda = cfg_for("rs-da", neighbours=str(nb), copies=2)
+    got = strategy_class("rs-da").train_examples(rsda, rows, "tagging", seed=3)
+    assert list(got) == list(augment_examples(rows, "tagging", nb, copies=2, seed=3)) and len(got) == 3
+    for method in METHODS[:-1]:
+        assert strategy_class(method).train_examples(cfg_for(method), rows, "tagging", seed=3) is rows, method
+
+
 def test_rsda_bad_neighbours_file(tmp_path):
     from xrobust.adversarial import read_neighbours
     from xrobust.errors import DataError
