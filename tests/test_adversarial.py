@@ -11,22 +11,29 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from adv_common import FORMATS, join_process_group, make_batch, tiny_model  # noqa: E402
 
-from xrobust.adversarial import build_strategy, symmetric_kl  # noqa: E402
-from xrobust.config.schema import AdversarialConfig  # noqa: E402
+from xrobust.adversarial import MethodConfig, build_strategy, strategy_class, symmetric_kl  # noqa: E402
 from xrobust.errors import ConfigError  # noqa: E402
 
 METHODS = ("none", "fgm", "pgd", "freelb", "smart", "r3f", "rs-rp", "rs-da")
 GRAD_METHODS = ("fgm", "pgd", "freelb", "smart")
 
 
-def cfg_for(method: str, **kw) -> AdversarialConfig:
-    base = dict(method=method, steps=2, step_size=0.1, init_mag=0.1, max_norm=0.3, backend="eager")
-    if method == "rs-da":
-        base["neighbours"] = "unused.tsv"
-    if method in ("smart", "r3f"):
-        base.update(init_mag=1e-3, step_size=1e-2, max_norm=0.05)
-    base.update(kw)
-    return AdversarialConfig(**base)
+SETTINGS = {  # each method's keys (docs/ADVERSARIAL.md); the eager kernels wherever a method has kernels
+    "none": {},
+    "fgm": dict(epsilon=0.1),
+    "pgd": dict(steps=2, alpha=0.1, sigma=0.1, epsilon=0.3),
+    "freelb": dict(steps=2, alpha=0.1, sigma=0.1, epsilon=0.3),
+    "smart": dict(steps=2, eta=1e-2, sigma=1e-3, epsilon=0.05),
+    "r3f": dict(eps=1e-3),
+    "rs-rp": dict(sigma=0.1),
+    "rs-da": dict(neighbours="unused.tsv"),
+}
+
+
+def cfg_for(method: str, **kw) -> MethodConfig:
+    config = strategy_class(method).Config
+    backend = {"backend": "eager"} if "backend" in config.keys() else {}
+    return config(**{**SETTINGS[method], **backend, **kw})
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -108,7 +115,7 @@ def test_idle_heads_get_a_zero_gradient_under_every_method(method):
 def test_none_is_bit_identical_to_plain_training():
     a, b = tiny_model(), tiny_model()
     ea, eb = make_engine(a, gas=2), make_engine(b, gas=2)
-    strategy = build_strategy(AdversarialConfig(method="none"), a)
+    strategy = build_strategy(MethodConfig(), a)
     for s in range(3):
         for m in range(2):
             batch = make_batch(FORMATS[(s + m) % 4], s * 10 + m)
@@ -139,8 +146,8 @@ def test_freelb_stays_in_ball_and_padding_is_zero(norm, fmt):
     model = tiny_model()
     engine = make_engine(model)
     max_norm = 0.05 if norm == "l2" else 0.01
-    # step_size far above max_norm: every ascent step ends on the projection
-    strategy = build_strategy(cfg_for("freelb", steps=3, step_size=1.0, max_norm=max_norm, init_mag=0.5,
+    # alpha far above epsilon: every ascent step ends on the projection
+    strategy = build_strategy(cfg_for("freelb", steps=3, alpha=1.0, epsilon=max_norm, sigma=0.5,
                                       norm=norm, backend="auto"), model)
     seen, handle = _record_deltas(model, strategy)
     batches = []
@@ -168,7 +175,7 @@ def test_freelb_stays_in_ball_and_padding_is_zero(norm, fmt):
 def test_nonfinite_delta_gradient_is_reset_and_counted(method):
     model = tiny_model()
     engine = make_engine(model)
-    strategy = build_strategy(cfg_for(method, steps=2), model)
+    strategy = build_strategy(cfg_for(method), model)  # pgd, freelb and smart: 2 steps
     calls = []
 
     def poison(g):
@@ -196,20 +203,34 @@ def test_warm_up_trains_plainly_before_start_step():
 
 
 @pytest.mark.parametrize("bad,key", [
-    (dict(method="bogus"), "method"),
+    (dict(method="bogus"), "bogus"),
     (dict(method="freelb", steps=0), "steps"),
-    (dict(method="pgd", step_size=0.0), "step_size"),
-    (dict(method="r3f", init_mag=0.0), "init_mag"),
-    (dict(method="smart", weight=0.0), "weight"),
+    (dict(method="pgd", alpha=0.0), "alpha"),
+    (dict(method="fgm", epsilon=0.0), "epsilon"),
+    (dict(method="r3f", eps=0.0), "eps"),
+    (dict(method="rs-rp", sigma=0.0), "sigma"),
+    (dict(method="smart", lambda_s=0.0), "lambda_s"),
+    (dict(method="r3f", r3f_lambda=float("nan")), "r3f_lambda"),
     (dict(method="fgm", norm="l1"), "norm"),
+    (dict(method="r3f", noise_type="laplace"), "noise_type"),
     (dict(method="rs-da"), "neighbours"),
-    (dict(method="freelb", max_norm=-1.0), "max_norm"),
+    (dict(method="rs-da", neighbours="n.tsv", copies=0), "copies"),
+    (dict(method="freelb", epsilon=-1.0), "epsilon"),
+    (dict(method="pgd", start_step=-1), "start_step"),
     (dict(method="smart", ascent_divergence="js"), "ascent_divergence"),
+    (dict(method="smart", backend="cuda"), "backend"),
     (dict(method="freelb", reuse_dropout_masks="yes"), "reuse_dropout_masks"),
 ])
 def test_bad_settings_raise_config_error(bad, key):
+    method = bad.pop("method")
     with pytest.raises(ConfigError, match=key):
-        build_strategy(AdversarialConfig(**bad), tiny_model())
+        config = strategy_class(method).Config(**bad)
+        build_strategy(config, tiny_model())
+
+
+def test_a_config_of_another_method_is_refused():
+    with pytest.raises(ConfigError, match="freelb takes a FreeLBConfig"):
+        build_strategy(strategy_class("pgd").Config(method="freelb"), tiny_model())
 
 
 def test_symmetric_kl_per_format():
@@ -273,6 +294,20 @@ def test_rsda_augments_every_format_and_keeps_alignment(tmp_path):
             assert all(a["text_b"] is None for a in aug[1::2])
     again = augment_examples(cases["tagging"], "tagging", nb, copies=3, seed=0)
     assert list(again) == list(augment_examples(cases["tagging"], "tagging", nb, copies=3, seed=0))
+
+
+def test_the_strategy_declares_its_data_transform(tmp_path):
+    """The data pipeline asks the method's class for the training examples (training/data.py): RS-DA
+    augments them, every other method trains on them as they are."""
+    from xrobust.adversarial import augment_examples
+
+    nb = _neighbours(tmp_path)
+    rows = [{"id": "t", "tokens": ["Anna", "saw", "the", "red", "car", "."], "tags": [1, 2, 3, 4, 5, 0]}]
+    rsda = cfg_for("rs-da", neighbours=str(nb), copies=2)
+    got = strategy_class("rs-da").train_examples(rsda, rows, "tagging", seed=3)
+    assert list(got) == list(augment_examples(rows, "tagging", nb, copies=2, seed=3)) and len(got) == 3
+    for method in METHODS[:-1]:
+        assert strategy_class(method).train_examples(cfg_for(method), rows, "tagging", seed=3) is rows, method
 
 
 def test_rsda_bad_neighbours_file(tmp_path):

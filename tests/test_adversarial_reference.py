@@ -36,8 +36,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from adv_common import join_process_group, make_batch, tiny_model  # noqa: E402
 
-from xrobust.adversarial import build_strategy  # noqa: E402
-from xrobust.config.schema import AdversarialConfig  # noqa: E402
+from xrobust.adversarial import MethodConfig, build_strategy  # noqa: E402
+from xrobust.adversarial.strategies import FreeLBConfig, R3FConfig, SMARTConfig  # noqa: E402
 
 GAS = 2
 RTOL = 1e-5
@@ -54,7 +54,7 @@ def batches():
     return [make_batch("classification", 900 + m, B=4, L=12) for m in range(GAS)]
 
 
-def xrobust_grads(cfg: AdversarialConfig, dropout=0.0, attention_dropout=0.0) -> dict:
+def xrobust_grads(cfg: MethodConfig, dropout=0.0, attention_dropout=0.0) -> dict:
     """One optimizer step's accumulated gradients from the xrobust strategy on a DeepSpeed engine."""
     import deepspeed
 
@@ -177,11 +177,11 @@ def port_freelb(model, batch, K, adv_lr, adv_init_mag, adv_max_norm, norm_type):
 def test_freelb_equals_reference_port_with_shared_dropout_masks(norm):
     # hidden and head dropout 0.1 with the masks shared over the K passes; attention dropout 0
     # because the port's masks are taken at nn.Dropout layers (attention dropout is functional)
-    settings = dict(steps=3, step_size=0.1 if norm == "l2" else 0.02, init_mag=0.1 if norm == "l2" else 0.01,
-                    max_norm=0.15 if norm == "l2" else 0.03, norm=norm)
-    got = xrobust_grads(AdversarialConfig(method="freelb", backend="eager", **settings), dropout=0.1)
-    ref = port_grads(port_freelb, dropout=0.1, K=settings["steps"], adv_lr=settings["step_size"],
-                     adv_init_mag=settings["init_mag"], adv_max_norm=settings["max_norm"], norm_type=norm)
+    settings = dict(steps=3, alpha=0.1 if norm == "l2" else 0.02, sigma=0.1 if norm == "l2" else 0.01,
+                    epsilon=0.15 if norm == "l2" else 0.03, norm=norm)
+    got = xrobust_grads(FreeLBConfig(backend="eager", **settings), dropout=0.1)
+    ref = port_grads(port_freelb, dropout=0.1, K=settings["steps"], adv_lr=settings["alpha"],
+                     adv_init_mag=settings["sigma"], adv_max_norm=settings["epsilon"], norm_type=norm)
     assert_same_gradients(got, ref)
 
 
@@ -195,8 +195,7 @@ def test_freelb_dropout_masks_are_shared_only_when_asked():
               "zero_optimization": {"stage": 0}}
         engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
                                           config=ds)
-        strategy = build_strategy(AdversarialConfig(method="freelb", steps=3, backend="eager",
-                                                    reuse_dropout_masks=reuse), engine.module)
+        strategy = build_strategy(FreeLBConfig(steps=3, backend="eager", reuse_dropout_masks=reuse), engine.module)
         seen = []
         def record(mod, inputs, output):
             if mod.training:  # (idle heads run their zero-probe in eval mode)
@@ -270,8 +269,8 @@ def port_smart(model, batch, K, step_size, noise_var, epsilon, adv_alpha, ascent
 def test_smart_equals_reference_port(ascent):
     # dropout everywhere (hidden, attention, head): the clean forward must be the one forward that
     # gives the loss, the ascent target and the clean side of the KL, as in mt-dnn
-    settings = dict(steps=2, step_size=1e-2, init_mag=1e-3, max_norm=5e-3, norm="linf", weight=2.0)
-    got = xrobust_grads(AdversarialConfig(method="smart", backend="eager", ascent_divergence=ascent, **settings),
+    settings = dict(steps=2, eta=1e-2, sigma=1e-3, epsilon=5e-3, norm="linf", lambda_s=2.0)
+    got = xrobust_grads(SMARTConfig(backend="eager", ascent_divergence=ascent, **settings),
                         dropout=0.1, attention_dropout=0.1)
     ref = port_grads(port_smart, dropout=0.1, attention_dropout=0.1, K=2, step_size=1e-2, noise_var=1e-3,
                      epsilon=5e-3, adv_alpha=2.0, ascent=ascent)
@@ -281,9 +280,8 @@ def test_smart_equals_reference_port(ascent):
 def test_smart_ascent_kinds_differ():
     """The three ascent objectives are different methods, and far enough apart on this problem
     that the port comparisons above (1e-5) tell them apart."""
-    settings = dict(method="smart", backend="eager", steps=2, step_size=1e-2, init_mag=1e-3, max_norm=5e-3,
-                    norm="linf", weight=2.0)
-    grads = {k: xrobust_grads(AdversarialConfig(ascent_divergence=k, **settings))
+    settings = dict(backend="eager", steps=2, eta=1e-2, sigma=1e-3, epsilon=5e-3, norm="linf", lambda_s=2.0)
+    grads = {k: xrobust_grads(SMARTConfig(ascent_divergence=k, **settings))
              for k in ("symmetric", "one_sided", "stable_kl")}
 
     def distance(a, b):
@@ -317,14 +315,14 @@ def port_r3f(model, batch, eps, r3f_lambda):
 def test_r3f_equals_reference_port():
     # dropout 0: xrobust runs the clean and noisy copies as one doubled batch, whose dropout masks
     # are drawn for both halves at once (same distribution, other draws than two forwards)
-    got = xrobust_grads(AdversarialConfig(method="r3f", backend="eager", init_mag=1e-2, weight=1.5, noise="uniform"))
+    got = xrobust_grads(R3FConfig(eps=1e-2, r3f_lambda=1.5, noise_type="uniform"))
     ref = port_grads(port_r3f, eps=1e-2, r3f_lambda=1.5)
     assert_same_gradients(got, ref)
 
 
 def test_r3f_noisy_branch_does_not_train_the_embedding_table():
     """With lambda large, the word-embedding gradient differs from one through both branches."""
-    got = xrobust_grads(AdversarialConfig(method="r3f", backend="eager", init_mag=1e-2, weight=1.5, noise="uniform"))
+    got = xrobust_grads(R3FConfig(eps=1e-2, r3f_lambda=1.5, noise_type="uniform"))
 
     def both_branches(model, batch, eps, r3f_lambda):  # the port without fairseq's detach
         ids, mask = batch["input_ids"], batch["attention_mask"]

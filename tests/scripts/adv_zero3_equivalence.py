@@ -62,17 +62,18 @@ ROUNDING = 10.0
 STAT_FLOOR = 1e-6
 STAT_KEYS = ("loss", "clean_loss", "adv_loss", "delta_norm", "delta_grad_norm")
 
-CASES = {  # projection radius active everywhere it exists (step_size > max_norm)
+CASES = {  # each method's keys; the projection radius is active everywhere it exists (step > epsilon)
     "none": dict(),
-    "fgm": dict(step_size=0.5, max_norm=0.3),
-    "pgd": dict(steps=2, step_size=0.5, max_norm=0.3, init_mag=0.1),
-    "pgd-zero-start": dict(steps=3, step_size=0.5, max_norm=0.3, init_mag=0.0),
-    "freelb": dict(steps=3, step_size=0.5, max_norm=0.3, init_mag=0.1),
-    "freelb-linf": dict(steps=2, step_size=0.05, max_norm=0.02, init_mag=0.01, norm="linf"),
-    "smart": dict(steps=2, step_size=1e-2, max_norm=5e-3, init_mag=1e-3, weight=2.0),
-    "r3f": dict(init_mag=1e-2, weight=1.5, noise="normal"),
-    "rs-rp": dict(init_mag=0.1, noise="uniform"),
+    "fgm": dict(epsilon=0.5),  # r = epsilon g / ||g||: no projection
+    "pgd": dict(steps=2, alpha=0.5, epsilon=0.3, sigma=0.1),
+    "pgd-zero-start": dict(steps=3, alpha=0.5, epsilon=0.3, sigma=0.0),
+    "freelb": dict(steps=3, alpha=0.5, epsilon=0.3, sigma=0.1),
+    "freelb-linf": dict(steps=2, alpha=0.05, epsilon=0.02, sigma=0.01, norm="linf"),
+    "smart": dict(steps=2, eta=1e-2, epsilon=5e-3, sigma=1e-3, lambda_s=2.0),
+    "r3f": dict(eps=1e-2, r3f_lambda=1.5, noise_type="normal"),
+    "rs-rp": dict(sigma=0.1, noise_type="uniform"),
 }
+STEP_SIZE = {"fgm": "epsilon", "pgd": "alpha", "freelb": "alpha", "smart": "eta"}  # each method's ascent step
 
 
 def method_of(case):
@@ -175,7 +176,8 @@ def eager_micro(case, model, holder, batch, cfg, scale):
     real = (mask != 0).unsqueeze(-1).to(DT)
     shape = (mask.size(0), mask.size(1), model.encoder.config.hidden_size)
     norm = cfg.get("norm", "l2")
-    K, alpha, eps, mag = cfg.get("steps", 2), cfg.get("step_size"), cfg.get("max_norm", 0.3), cfg.get("init_mag")
+    K, alpha, mag = cfg.get("steps", 2), cfg.get(STEP_SIZE.get(method)), cfg.get("sigma", cfg.get("eps"))
+    eps = 0.0 if method == "fgm" else cfg.get("epsilon")  # the projection radius; FGM has none
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "start_positions", "end_positions")}
     gnorms = []
 
@@ -252,19 +254,19 @@ def eager_micro(case, model, holder, batch, cfg, scale):
             delta = ascend(delta, g, real, alpha, eps, norm, (2,))
         adv_logits = fwd(delta, inputs).logits
         reg = sym_kl(fmt, adv_logits, out.logits, batch, True)
-        loss = out.loss + cfg["weight"] * reg
+        loss = out.loss + cfg["lambda_s"] * reg
         (loss * scale).backward()
         st = dict(loss=loss.item(), clean_loss=out.loss.item(), adv_loss=reg.item(), delta_norm=ex_norm(delta))
     elif method == "r3f":
-        z = noise(shape, real, mag, cfg["noise"])
+        z = noise(shape, real, mag, cfg["noise_type"])
         out = model(**batch)
         noisy = fwd(z, inputs, detach_embeddings=True).logits
         reg = sym_kl(fmt, noisy, out.logits, batch, False)
-        loss = out.loss + cfg["weight"] * reg
+        loss = out.loss + cfg["r3f_lambda"] * reg
         (loss * scale).backward()
         st = dict(loss=loss.item(), clean_loss=out.loss.item(), adv_loss=reg.item(), delta_norm=ex_norm(z))
     elif method == "rs-rp":
-        z = noise(shape, real, mag, cfg["noise"])
+        z = noise(shape, real, mag, cfg["noise_type"])
         loss = fwd(z).loss
         (loss * scale).backward()
         st = dict(loss=loss.item(), adv_loss=loss.item(), delta_norm=ex_norm(z))
@@ -310,7 +312,7 @@ def ds_run(case_i, case, rank):
     from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_grad
 
     from xrobust.adversarial import build_strategy
-    from xrobust.config.schema import AdversarialConfig
+    from xrobust.adversarial import strategy_class
 
     method = method_of(case)
     model = tiny_model()
@@ -319,7 +321,9 @@ def ds_run(case_i, case, rank):
               "zero_allow_untested_optimizer": True, "steps_per_print": 10**9}
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=config)
-    strategy = build_strategy(AdversarialConfig(method=method, backend="auto", **CASES[case]), engine.module)
+    config = strategy_class(method).Config
+    backend = {"backend": "auto"} if "backend" in config.keys() else {}
+    strategy = build_strategy(config(**CASES[case], **backend), engine.module)
     named = dict(engine.module.named_parameters())
     stats, grads, idle = {}, [], []
     for s in range(STEPS):

@@ -4,10 +4,20 @@ See docs/ADVERSARIAL.md.
 """
 
 from .divergence import divergence, symmetric_kl
-from .strategies import METHODS, Strategy, build_strategy, validate_adversarial
+from .strategies import (
+    METHODS,
+    EmbeddingPerturbation,
+    MethodConfig,
+    Strategy,
+    build_strategy,
+    setting,
+    strategy_class,
+    validate_adversarial,
+)
 
-__all__ = ["METHODS", "Strategy", "build_strategy", "validate_adversarial", "symmetric_kl", "divergence",
-           "augment_examples", "read_neighbours"]
+__all__ = ["METHODS", "EmbeddingPerturbation", "MethodConfig", "Strategy", "build_strategy", "setting",
+           "strategy_class", "validate_adversarial", "symmetric_kl", "divergence", "augment_examples",
+           "read_neighbours"]
 
 
 def __getattr__(name):  # the data-level method imports `datasets` only when used

@@ -1,8 +1,12 @@
 """Training strategies: one micro-step of plain, adversarial or noise-robust training.
 
-`build_strategy(adv_cfg, model)` returns a Strategy; `strategy.step(engine, batch)` runs the
-forward(s) and engine.backward(s) of one micro-batch and returns float statistics; the training
-loop then calls engine.step(). See docs/ADVERSARIAL.md for each method and its paper.
+Each method is a Strategy subclass with its own config dataclass (`Config`), whose keys are the
+names of the method's paper; the config lists its own problems (`problems()`), so a method's
+settings are defined and checked in one place. `build_strategy(cfg, model)` returns the Strategy;
+`strategy.step(engine, batch)` runs the forward(s) and engine.backward(s) of one micro-batch and
+returns float statistics; the training loop then calls engine.step(). A method of one's own is a
+Strategy subclass in one's own module, named in the config as `method: package.module:ClassName`
+(docs/EXTENDING.md). See docs/ADVERSARIAL.md for each method and its paper.
 
 DeepSpeed rules followed here (REFERENCE section 6):
 - Ascent passes (gradient w.r.t. delta only) run through `engine.module(...)` with
@@ -25,7 +29,10 @@ checks this for every method).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, Optional
 
 import torch
 
@@ -57,15 +64,83 @@ def _frozen(module: torch.nn.Module):
             p.requires_grad_(True)
 
 
+# -- method configs --------------------------------------------------------------------------------
+# A setting is a dataclass field whose metadata says what values it takes; MethodConfig.problems()
+# checks every field from it, so each method's config is checked where it is defined.
+
+def setting(default, check, *choices):
+    """check: "positive" / "nonnegative" (finite numbers), "count" (int >= 1), "step" (int >= 0),
+    "flag" (bool), "required" (set; `choices` holds its description) or "choice" (one of `choices`)."""
+    return field(default=default, metadata={"check": check, "choices": choices})
+
+
+def _problem(check: str, choices: tuple, v) -> str | None:
+    number = isinstance(v, (int, float)) and not isinstance(v, bool)
+    if check in ("positive", "nonnegative"):
+        if not number or not math.isfinite(v) or v < 0 or (check == "positive" and v == 0):
+            return f"expected a finite value {'> 0' if check == 'positive' else '>= 0'}, got {v!r}"
+    elif check in ("count", "step"):
+        low = 1 if check == "count" else 0
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            return f"expected an integer >= {low}, got {v!r}"
+    elif check == "flag":
+        if not isinstance(v, bool):
+            return f"expected true or false, got {v!r}"
+    elif check == "required":
+        if not v:
+            return f"missing required value: {choices[0]}"
+    elif v not in choices:
+        return f"{v!r} is not one of: {', '.join(choices)}"
+    return None
+
+
+@dataclass
+class MethodConfig:
+    """The settings of a method: `method` plus the fields a subclass declares. Plain training's
+    config (method none) has no other setting."""
+
+    method: str = "none"
+
+    # old flat name -> this method's name, for old config files (xrobust.config.schema.FlatAdversarialConfig;
+    # keys of the same name carry over)
+    LEGACY: ClassVar[dict[str, str]] = {}
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, what is wrong) for every setting this method cannot use."""
+        out = []
+        for f in fields(self):
+            check = f.metadata.get("check")
+            message = check and _problem(check, f.metadata["choices"], getattr(self, f.name))
+            if message:
+                out.append((f.name, message))
+        return out
+
+    @classmethod
+    def legacy_problems(cls, flat: dict) -> list[tuple[str, str]]:
+        """(key, why) for old flat settings that this method's config cannot express."""
+        return []
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
 class Strategy:
     """Plain training: exactly `out = engine(**batch); engine.backward(out.loss)`."""
 
     method = "none"
     adversarial = False
+    Config = MethodConfig
+    summed_stats: tuple[str, ...] = ()  # statistics that are counts: summed over micro-batches, not averaged
 
     def __init__(self, cfg, model):
         self.cfg = cfg
         self.model = model
+
+    @classmethod
+    def train_examples(cls, cfg, examples, spec, seed: int):
+        """The English training examples this method trains on (a data-level method transforms them)."""
+        return examples
 
     def step(self, engine, batch: dict) -> dict[str, float]:
         out = engine(**batch)
@@ -76,18 +151,23 @@ class Strategy:
         pass
 
 
-class _Perturbed(Strategy):
-    """Shared machinery of the embedding-perturbation methods."""
+class EmbeddingPerturbation(Strategy):
+    """Shared machinery of the embedding-perturbation methods, and the base of a new one: a subclass
+    sets `Config` (a MethodConfig with at least `start_step`) and implements `_adv_step(engine, batch)`
+    with the helpers below (`injector.active(delta)`, `_noise`, `_init`, `_ascend`, `_input_grad`,
+    `_stats`); before `start_step` the micro-step is plain training (docs/EXTENDING.md)."""
 
     adversarial = True
     backwards = 1  # engine.backward calls per micro-step (coalesced when > 1)
+    summed_stats = ("nonfinite_resets",)
 
     def __init__(self, cfg, model):
         super().__init__(cfg, model)
         self.injector = DeltaInjector(model.word_embeddings())
         self.hidden = int(model.encoder.config.hidden_size)
         self.generator: torch.Generator | None = None  # None: the global torch RNG
-        self.coalesce = cfg.coalesce  # merge the reductions of several backwards (adversarial.coalesce)
+        # merge the reductions of several backwards (adversarial.coalesce: the methods that make several)
+        self.coalesce = getattr(cfg, "coalesce", False)
         # Called on every delta gradient before it is used (tests inject non-finite values here).
         self.grad_hook = None
         self._resets = 0
@@ -109,19 +189,23 @@ class _Perturbed(Strategy):
         mask = embedding_mask(batch)
         return torch.zeros(delta_shape(batch, self.hidden), dtype=torch.float32, device=mask.device)
 
+    def _ascent(self) -> tuple[float, float]:
+        """(step size, projection radius; 0 = none) of an ascent step."""
+        return self.cfg.alpha, self.cfg.epsilon
+
     def _init(self, batch):
-        """FreeLB-style random start (zeros when init_mag is 0)."""
-        if self.cfg.init_mag == 0:
+        """FreeLB-style random start of magnitude sigma (zeros when sigma is 0)."""
+        if self.cfg.sigma == 0:
             return self._zeros(batch)
         zeros = self._zeros(batch)
-        delta = perturbation_init(zeros, embedding_mask(batch), init_mag=self.cfg.init_mag, norm=self.cfg.norm,
+        delta = perturbation_init(zeros, embedding_mask(batch), init_mag=self.cfg.sigma, norm=self.cfg.norm,
                                   generator=self.generator, backend=self.cfg.backend)
         return self._project(delta)
 
     def _project(self, delta):
-        """Into the max_norm ball (per example; per token for SMART's token granularity is not
-        needed: its init is far inside). A no-op whenever init_mag <= max_norm, as in the papers."""
-        r = self.cfg.max_norm
+        """Into the ball of the ascent's radius (per example; per token for SMART's token granularity
+        is not needed: its init is far inside). A no-op whenever sigma <= epsilon, as in the papers."""
+        r = self._ascent()[1]
         if r <= 0:
             return delta
         if self.cfg.norm == "linf":
@@ -144,9 +228,10 @@ class _Perturbed(Strategy):
         delta = 0 (they continue as clean examples for the rest of this micro-step) and are counted."""
         if self.grad_hook is not None:
             grad = self.grad_hook(grad)
+        step_size, radius = self._ascent()
         new, finite = perturbation_step_with_status(
-            delta.detach(), grad.detach(), embedding_mask(batch), step_size=self.cfg.step_size,
-            max_norm=self.cfg.max_norm, norm=self.cfg.norm, granularity=granularity, backend=self.cfg.backend)
+            delta.detach(), grad.detach(), embedding_mask(batch), step_size=step_size,
+            max_norm=radius, norm=self.cfg.norm, granularity=granularity, backend=self.cfg.backend)
         bad = ~finite
         if bool(bad.any()):
             self._resets += int(bad.sum())
@@ -188,7 +273,8 @@ class _Perturbed(Strategy):
         if adv is not None:
             stats["adv_loss"] = _f(adv)
         if delta is not None:
-            stats["delta_norm"] = float(per_example_norm(delta, self.cfg.norm).mean())
+            # in the method's norm; the noise methods (no `norm` setting) report the L2 norm
+            stats["delta_norm"] = float(per_example_norm(delta, getattr(self.cfg, "norm", "l2")).mean())
         if self._gnorms:
             stats["delta_grad_norm"] = sum(self._gnorms) / len(self._gnorms)
         stats.update({k: float(v) for k, v in extra.items()})
@@ -210,24 +296,40 @@ class _Perturbed(Strategy):
         raise NotImplementedError
 
 
-class PGD(_Perturbed):
+@dataclass
+class PGDConfig(MethodConfig):
+    method: str = "pgd"
+    steps: int = setting(2, "count")  # K ascent steps
+    alpha: float = setting(0.1, "positive")  # ascent step size
+    epsilon: float = setting(0.3, "nonnegative")  # projection radius; 0 = none
+    sigma: float = setting(0.1, "nonnegative")  # random start's magnitude (FreeLB's init); 0 = zero start
+    norm: str = setting("l2", "choice", *NORMS)
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
+    backend: str = setting("auto", "choice", *BACKENDS)  # perturbation kernels
+    coalesce: bool = setting(True, "flag")  # one gradient reduction for the micro-step's backwards
+
+    LEGACY = {"step_size": "alpha", "max_norm": "epsilon", "init_mag": "sigma"}
+
+
+class PGD(EmbeddingPerturbation):
     """K-step projected gradient ascent on the embedding perturbation (Madry et al. 2018), trained
     on clean + adversarial loss as in the common PGD snippet.
 
     The clean pass goes first, through the engine (its parameter gradients are the clean loss's).
-    With a zero start (init_mag = 0, the snippet's) its backward also yields the first ascent
+    With a zero start (sigma = 0, the snippet's) its backward also yields the first ascent
     gradient, so K steps cost K + 1 training-pass equivalents: clean, K - 1 ascents (delta
-    gradients only, about 2/3 of a pass), adversarial. A random start in the ball (init_mag > 0,
+    gradients only, about 2/3 of a pass), adversarial. A random start in the ball (sigma > 0,
     Madry et al.'s) needs the gradient at the start point: K ascents."""
 
     method = "pgd"
+    Config = PGDConfig
     backwards = 2
 
     def _ascent_steps(self) -> int:
         return self.cfg.steps
 
     def _random_start(self) -> bool:
-        return self.cfg.init_mag > 0
+        return self.cfg.sigma > 0
 
     def _adv_step(self, engine, batch):
         delta = self._init(batch) if self._random_start() else None
@@ -249,18 +351,42 @@ class PGD(_Perturbed):
         return self._stats(clean + adv, clean, adv, delta)
 
 
+@dataclass
+class FGMConfig(MethodConfig):
+    method: str = "fgm"
+    epsilon: float = setting(0.1, "positive")  # the perturbation's norm
+    norm: str = setting("l2", "choice", *NORMS)
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
+    backend: str = setting("auto", "choice", *BACKENDS)  # perturbation kernels
+    coalesce: bool = setting(True, "flag")  # one gradient reduction for the micro-step's two backwards
+
+    LEGACY = {"step_size": "epsilon"}
+
+    @classmethod
+    def legacy_problems(cls, flat):
+        if 0 < flat["max_norm"] < flat["step_size"]:  # the old FGM step was clipped to max_norm
+            return [("max_norm", f"the old form clipped FGM's step (step_size {flat['step_size']:g}) to "
+                                 f"max_norm {flat['max_norm']:g}; FGM's config has no clip: write "
+                                 f"epsilon: {flat['max_norm']:g} (the same perturbation for norm l2)")]
+        return []
+
+
 class FGM(PGD):
     """Fast gradient method (Goodfellow et al. 2015; on embeddings, Miyato et al. 2017):
-    r = eps * g / ||g|| with g the clean-loss gradient (eps = step_size), trained on clean +
-    adversarial loss: PGD with one step from a zero start, ~2 passes."""
+    r = epsilon * g / ||g|| with g the clean-loss gradient, trained on clean + adversarial loss:
+    PGD with one step from a zero start and no projection, ~2 passes."""
 
     method = "fgm"
+    Config = FGMConfig
 
     def _ascent_steps(self) -> int:
         return 1
 
     def _random_start(self) -> bool:
         return False
+
+    def _ascent(self) -> tuple[float, float]:
+        return self.cfg.epsilon, 0.0  # r = epsilon g / ||g||: no projection
 
 
 class _RngReplay:
@@ -279,7 +405,23 @@ class _RngReplay:
             self.module.set_rng_state(self.state, self.device)
 
 
-class FreeLB(_Perturbed):
+@dataclass
+class FreeLBConfig(MethodConfig):
+    method: str = "freelb"
+    steps: int = setting(2, "count")  # K
+    alpha: float = setting(0.1, "positive")  # ascent step size
+    sigma: float = setting(0.1, "nonnegative")  # initial perturbation's magnitude; 0 = zero start
+    epsilon: float = setting(0.3, "nonnegative")  # projection radius; 0 = none
+    norm: str = setting("l2", "choice", *NORMS)
+    reuse_dropout_masks: bool = setting(True, "flag")  # the same dropout masks in all K passes (reference code)
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
+    backend: str = setting("auto", "choice", *BACKENDS)  # perturbation kernels
+    coalesce: bool = setting(True, "flag")  # one gradient reduction for the micro-step's K backwards
+
+    LEGACY = {"step_size": "alpha", "init_mag": "sigma", "max_norm": "epsilon"}
+
+
+class FreeLB(EmbeddingPerturbation):
     """FreeLB-K (Zhu et al. 2020, Algorithm 1): parameter gradients accumulate over K passes
     (engine.backward(loss_t / K)); between passes delta ascends on the same backward's delta
     gradient with a per-example normalized step and is projected to the eps-ball.
@@ -290,6 +432,7 @@ class FreeLB(_Perturbed):
     pass, which covers every dropout of the model (hidden, attention, heads) without touching it."""
 
     method = "freelb"
+    Config = FreeLBConfig
 
     @property
     def backwards(self):
@@ -317,10 +460,26 @@ class FreeLB(_Perturbed):
         return self._stats(mean, losses[0], losses[-1], used)
 
 
-class SMART(_Perturbed):
+@dataclass
+class SMARTConfig(MethodConfig):
+    method: str = "smart"
+    steps: int = setting(2, "count")  # T_x ascent steps
+    eta: float = setting(0.1, "positive")  # ascent step size
+    sigma: float = setting(0.1, "positive")  # standard deviation of the initial noise
+    epsilon: float = setting(0.3, "nonnegative")  # per-token projection radius; 0 = none
+    norm: str = setting("l2", "choice", *NORMS)
+    lambda_s: float = setting(1.0, "positive")  # weight of the smoothness regularizer
+    ascent_divergence: str = setting("symmetric", "choice", *DIVERGENCES)
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
+    backend: str = setting("auto", "choice", *BACKENDS)  # perturbation kernels
+
+    LEGACY = {"step_size": "eta", "init_mag": "sigma", "max_norm": "epsilon", "weight": "lambda_s"}
+
+
+class SMART(EmbeddingPerturbation):
     """SMART smoothness-inducing regularizer (Jiang et al. 2020): loss + lambda * symmetric-KL(
-    f(x + delta), f(x)), delta from N(0, init_mag^2) noise ascended `steps` times with per-token
-    normalized steps (norm: l2 or linf) and projected per token to max_norm (the paper's eps-ball;
+    f(x + delta), f(x)), delta from N(0, sigma^2) noise ascended `steps` times (T_x) with per-token
+    normalized steps of size eta (norm: l2 or linf) and projected per token to epsilon (the paper's ball;
     0 disables it). The ascent maximizes `ascent_divergence` against the clean prediction:
     the symmetric KL (the paper's objective, default), its one-sided VAT form, or mt-dnn's
     stable_kl. One clean forward gives the task loss, the ascent target and the clean side of
@@ -328,6 +487,10 @@ class SMART(_Perturbed):
     proximal-point (momentum teacher) term is not included."""
 
     method = "smart"
+    Config = SMARTConfig
+
+    def _ascent(self) -> tuple[float, float]:
+        return self.cfg.eta, self.cfg.epsilon
 
     def _adv_step(self, engine, batch):
         fmt = self._format(batch)
@@ -337,7 +500,7 @@ class SMART(_Perturbed):
         out = engine(**batch)  # the clean forward: task loss, ascent target, clean side of the KL
         clean, clean_logits = out.loss, out.logits
         target = clean_logits.detach()
-        delta = self._noise(batch, self.cfg.init_mag, "normal")
+        delta = self._noise(batch, self.cfg.sigma, "normal")
         kind = self.cfg.ascent_divergence
 
         def ascent_objective(o):  # the target is constant: its side of the KL carries no gradient
@@ -349,100 +512,135 @@ class SMART(_Perturbed):
         with self.injector.active(delta.detach()):
             adv_logits = engine(**inputs).logits
         reg = symmetric_kl(fmt, adv_logits, clean_logits, attention_mask=mask, labels=labels, detach_targets=True)
-        loss = clean + self.cfg.weight * reg
+        loss = clean + self.cfg.lambda_s * reg
         engine.backward(loss)
         return self._stats(loss, clean, reg, delta)
 
 
-class R3F(_Perturbed):
+@dataclass
+class R3FConfig(MethodConfig):
+    method: str = "r3f"
+    eps: float = setting(0.1, "positive")  # noise scale: U(-eps, eps) or N(0, eps^2)
+    noise_type: str = setting("uniform", "choice", *NOISES)
+    r3f_lambda: float = setting(1.0, "positive")  # weight of the symmetric KL
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
+
+    LEGACY = {"init_mag": "eps", "noise": "noise_type", "weight": "r3f_lambda"}
+
+
+class R3F(EmbeddingPerturbation):
     """R3F (Aghajanyan et al. 2021): loss + lambda * symmetric-KL(f(x + z), f(x)) with z ~ U(-eps,
-    eps) or N(0, eps^2) (eps = init_mag), no ascent; gradients flow through both predictions,
+    eps) or N(0, eps^2), no ascent; gradients flow through both predictions,
     except that the noisy branch starts from a detached copy of the word embeddings (as fairseq's
     sentence_prediction_r3f does): the embedding table learns from the clean branch only.
     Clean and noisy inputs run as one doubled batch: one forward, one backward."""
 
     method = "r3f"
+    Config = R3FConfig
 
     def _adv_step(self, engine, batch):
         fmt = self._format(batch)
         mask = embedding_mask(batch)
         labels = batch.get("labels") if fmt == "tagging" else None
-        z = self._noise(batch, self.cfg.init_mag, self.cfg.noise)
+        z = self._noise(batch, self.cfg.eps, self.cfg.noise_type)
         with self.injector.active(torch.cat([torch.zeros_like(z), z], 0), detach_from=z.size(0)):
             logits = engine(**self._double(batch)).logits
         clean_logits, noisy_logits = logits.chunk(2, 0)
         clean = self._task_loss(batch, clean_logits)
         reg = symmetric_kl(fmt, noisy_logits, clean_logits, attention_mask=mask, labels=labels)
-        loss = clean + self.cfg.weight * reg
+        loss = clean + self.cfg.r3f_lambda * reg
         engine.backward(loss)
         return self._stats(loss, clean, reg, z)
 
 
-class RSRP(_Perturbed):
+@dataclass
+class RSRPConfig(MethodConfig):
+    method: str = "rs-rp"
+    sigma: float = setting(0.1, "positive")  # noise scale: U(-sigma, sigma) or N(0, sigma^2)
+    noise_type: str = setting("uniform", "choice", *NOISES)
+    start_step: int = setting(0, "step")  # plain training before this optimizer step
+
+    LEGACY = {"init_mag": "sigma", "noise": "noise_type"}
+
+
+class RSRP(EmbeddingPerturbation):
     """Randomized smoothing by random perturbation: train on f(x + z), z ~ U(-s, s) or N(0, s^2)
-    per embedding coordinate (s = init_mag); one pass, no clean loss."""
+    per embedding coordinate (s = sigma); one pass, no clean loss."""
 
     method = "rs-rp"
+    Config = RSRPConfig
 
     def _adv_step(self, engine, batch):
-        z = self._noise(batch, self.cfg.init_mag, self.cfg.noise)
+        z = self._noise(batch, self.cfg.sigma, self.cfg.noise_type)
         with self.injector.active(z):
             loss = engine(**batch).loss
         engine.backward(loss)
         return self._stats(loss, None, loss, z)
 
 
+@dataclass
+class RSDAConfig(MethodConfig):
+    method: str = "rs-da"
+    neighbours: Optional[str] = setting(None, "required", "a synonym neighbours file (TSV: word<TAB>neighbour ...)")
+    copies: int = setting(1, "count")  # augmented copies per example
+
+
 class RSDA(Strategy):
-    """Randomized smoothing by data augmentation: the augmentation happens on the dataset
-    (xrobust.adversarial.augment_examples); the micro-step is plain training."""
+    """Randomized smoothing by data augmentation: the English training set is augmented (its
+    data transform, train_examples); the micro-step is plain training."""
 
     method = "rs-da"
+    Config = RSDAConfig
+
+    @classmethod
+    def train_examples(cls, cfg, examples, spec, seed: int):
+        from .augment import augment_examples
+
+        return augment_examples(examples, spec, cfg.neighbours, cfg.copies, seed)
 
 
 _CLASSES = {cls.method: cls for cls in (Strategy, FGM, PGD, FreeLB, SMART, R3F, RSRP, RSDA)}
 METHODS = tuple(_CLASSES)  # every list of method names derives from this one
+LEGACY_KEYS = ("step_size", "init_mag", "max_norm", "weight")  # names only the old flat form has
+
+
+def strategy_class(method: str) -> type[Strategy]:
+    """The Strategy of a built-in method name, or of `package.module:ClassName` (a Strategy
+    subclass of one's own, imported here)."""
+    if method in _CLASSES:
+        return _CLASSES[method]
+    if not isinstance(method, str) or ":" not in method:
+        raise ConfigError(f"{method!r} is not one of: {', '.join(METHODS)}; a method of your own is written "
+                          "package.module:ClassName (docs/EXTENDING.md)")
+    module, _, name = method.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ConfigError(f"{method!r}: cannot import module {module!r} ({exc}); is it on PYTHONPATH on every "
+                          "rank?") from None
+    except AttributeError:
+        raise ConfigError(f"{method!r}: module {module!r} has no {name!r}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise ConfigError(f"{method!r} is not a subclass of xrobust.adversarial.Strategy")
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, MethodConfig)):
+        raise ConfigError(f"{method!r}: its Config must be a dataclass subclass of "
+                          "xrobust.adversarial.MethodConfig")
+    return cls
 
 
 def validate_adversarial(cfg, where: str = "adversarial") -> None:
-    """Raise ConfigError for settings the chosen method cannot use."""
-
-    def fail(key, msg):
-        raise ConfigError(f"key '{where}.{key}': {msg}")
-
-    if cfg.method not in METHODS:
-        fail("method", f"{cfg.method!r} is not one of: {', '.join(METHODS)}")
-    for key, choices in (("norm", NORMS), ("noise", NOISES), ("backend", BACKENDS)):
-        if getattr(cfg, key) not in choices:
-            fail(key, f"{getattr(cfg, key)!r} is not one of: {', '.join(choices)}")
-    if cfg.ascent_divergence not in DIVERGENCES:
-        fail("ascent_divergence", f"{cfg.ascent_divergence!r} is not one of: {', '.join(DIVERGENCES)}")
-    if not isinstance(cfg.reuse_dropout_masks, bool):
-        fail("reuse_dropout_masks", f"expected true or false, got {cfg.reuse_dropout_masks!r}")
-    for key in ("step_size", "init_mag", "max_norm", "weight"):
-        v = getattr(cfg, key)
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            fail(key, f"expected a finite value >= 0, got {v!r}")
-    if not isinstance(cfg.start_step, int) or cfg.start_step < 0:
-        fail("start_step", f"expected an optimizer step >= 0, got {cfg.start_step!r}")
-    m = cfg.method
-    if m in ("pgd", "freelb", "smart") and (not isinstance(cfg.steps, int) or cfg.steps < 1):
-        fail("steps", f"{m} needs at least 1 step, got {cfg.steps!r}")
-    if m in ("fgm", "pgd", "freelb", "smart") and cfg.step_size <= 0:
-        fail("step_size", f"{m} needs step_size > 0 (the ascent step{'; FGM: epsilon' if m == 'fgm' else ''})")
-    if m in ("r3f", "rs-rp", "smart") and cfg.init_mag <= 0:
-        fail("init_mag", f"{m} needs init_mag > 0 (the noise scale)")
-    if m in ("smart", "r3f") and cfg.weight <= 0:
-        fail("weight", f"{m} needs weight (lambda) > 0")
-    if m == "rs-da":
-        if not cfg.neighbours:
-            fail("neighbours", "rs-da needs a synonym neighbours file (TSV: word<TAB>neighbour ...)")
-        if not isinstance(cfg.copies, int) or cfg.copies < 1:
-            fail("copies", f"expected at least 1 augmented copy, got {cfg.copies!r}")
+    """Raise ConfigError for the first setting the method cannot use (cfg: a MethodConfig)."""
+    cls = strategy_class(cfg.method)
+    if type(cfg) is not cls.Config:
+        raise ConfigError(f"key '{where}': {cfg.method} takes a {cls.Config.__name__}, got a {type(cfg).__name__}")
+    for key, message in cfg.problems():
+        raise ConfigError(f"key '{where}.{key}': {message}")
 
 
-def build_strategy(adv_cfg, model) -> Strategy:
-    """The strategy for `adv_cfg.method` (an xrobust.config.schema.AdversarialConfig)."""
-    validate_adversarial(adv_cfg)
-    if adv_cfg.method != "none" and not hasattr(model, "word_embeddings"):
-        raise ConfigError(f"adversarial.method {adv_cfg.method!r} needs a model with word_embeddings()")
-    return _CLASSES[adv_cfg.method](adv_cfg, model)
+def build_strategy(cfg, model) -> Strategy:
+    """The strategy of `cfg.method` (cfg: its MethodConfig, e.g. a phase's `adversarial`)."""
+    validate_adversarial(cfg)
+    cls = strategy_class(cfg.method)
+    if cls is not Strategy and not hasattr(model, "word_embeddings"):
+        raise ConfigError(f"adversarial.method {cfg.method!r} needs a model with word_embeddings()")
+    return cls(cfg, model)

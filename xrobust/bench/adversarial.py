@@ -32,17 +32,17 @@ import sys
 import tempfile
 import time
 
-# (label, method, settings, floor kind)
+# (label, method, the method's settings (docs/ADVERSARIAL.md), floor kind)
 CASES = [
     ("plain", "none", {}, None),
-    ("fgm", "fgm", {"step_size": 0.1}, None),
-    ("pgd-{K}", "pgd", {"init_mag": 0.0}, "pgd"),  # zero start: K + 1 passes, the floor's count
-    ("pgd-{K}-random-start", "pgd", {"init_mag": 0.1}, None),  # one more ascent
+    ("fgm", "fgm", {"epsilon": 0.1}, None),
+    ("pgd-{K}", "pgd", {"sigma": 0.0}, "pgd"),  # zero start: K + 1 passes, the floor's count
+    ("pgd-{K}-random-start", "pgd", {"sigma": 0.1}, None),  # one more ascent
     ("freelb-{K}", "freelb", {}, "freelb"),
     ("freelb-{K}-uncoalesced", "freelb", {"coalesce": False}, "freelb"),
-    ("smart-1", "smart", {"steps": 1, "step_size": 1e-3, "init_mag": 1e-5, "max_norm": 1e-5, "norm": "linf"}, None),
-    ("r3f", "r3f", {"init_mag": 1e-5}, "r3f"),
-    ("rs-rp", "rs-rp", {"init_mag": 0.1}, None),
+    ("smart-1", "smart", {"steps": 1, "eta": 1e-3, "sigma": 1e-5, "epsilon": 1e-5, "norm": "linf"}, None),
+    ("r3f", "r3f", {"eps": 1e-5}, "r3f"),
+    ("rs-rp", "rs-rp", {"sigma": 0.1}, None),
 ]
 COLLECTIVES = ("all_reduce", "reduce_scatter", "reduce_scatter_tensor", "_reduce_scatter_base",
                "all_reduce_coalesced", "reduce_scatter_coalesced")
@@ -99,7 +99,7 @@ def _passes(method, settings) -> float:
     """Forward+backward passes one step makes, counting an ascent (no weight gradients) as one."""
     k = settings.get("steps", 1)
     if method == "pgd":  # a zero start takes its first ascent gradient from the clean pass
-        return k + 1 + (settings["init_mag"] > 0)
+        return k + 1 + (settings["sigma"] > 0)
     return {"none": 1, "fgm": 2, "freelb": k, "smart": k + 2, "r3f": 2, "rs-rp": 1}[method]
 
 
@@ -126,9 +126,8 @@ def _worker(args) -> int:
     import torch.distributed as dist
     from transformers import AutoModel
 
-    from xrobust.adversarial import build_strategy
+    from xrobust.adversarial import build_strategy, strategy_class
     from xrobust.bench.kernels import cpu_model
-    from xrobust.config.schema import AdversarialConfig
     from xrobust.kernels.builds import build_deepspeed_comm_ops
     from xrobust.modeling.model import HeadSpec, XRobustModel
 
@@ -159,7 +158,7 @@ def _worker(args) -> int:
               "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}}
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
         engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=ds)
-        strategy = build_strategy(AdversarialConfig(method=method, **settings), engine.module)
+        strategy = build_strategy(strategy_class(method).Config(**settings), engine.module)
         runners.append({"label": label, "method": method, "floor": floor, "engine": engine, "strategy": strategy,
                         "passes": _passes(method, settings), "times": [], "reductions": []})
     g = torch.Generator().manual_seed(rank)

@@ -127,8 +127,9 @@ def _worker(args) -> int:
     import torch
     from transformers import AutoModel
 
-    from ..adversarial import build_strategy
-    from ..config.schema import AdversarialConfig, PhaseConfig
+    from ..adversarial import MethodConfig, build_strategy
+    from ..adversarial.strategies import FreeLBConfig
+    from ..config.schema import PhaseConfig
     from ..modeling import HeadSpec, XRobustModel
     from .. import distributed as dist
     from ..training.engine import ZeroInitContext, build_engine, resolve_ds_config
@@ -158,8 +159,9 @@ def _worker(args) -> int:
                 "labels": torch.randint(0, 3, (args.micro_batch,), generator=gen).to(device)}
 
     runs = {}
-    for label, method in (("plain", "none"), (f"freelb-{args.freelb_steps}", "freelb")):
-        strategy = build_strategy(AdversarialConfig(method=method, steps=args.freelb_steps), engine.module)
+    freelb = FreeLBConfig(steps=args.freelb_steps)
+    for label, config in (("plain", MethodConfig()), (f"freelb-{args.freelb_steps}", freelb)):
+        strategy = build_strategy(config, engine.module)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         times, losses = [], []
@@ -179,7 +181,7 @@ def _worker(args) -> int:
         gathered = dist.gather_objects({"times": times, "memory": memory})
         # a step ends when the slowest rank ends it
         step_times = [max(g["times"][i] for g in gathered) for i in range(len(times))]
-        runs[label] = {"method": method, "passes": args.freelb_steps if method == "freelb" else 1,
+        runs[label] = {"method": config.method, "passes": args.freelb_steps if config.method == "freelb" else 1,
                        "step_s": statistics.median(step_times), "step_s_all": step_times, "losses": losses,
                        "peak_allocated_bytes_per_device": [g["memory"][0] for g in gathered],
                        "peak_reserved_bytes_per_device": [g["memory"][1] for g in gathered]}

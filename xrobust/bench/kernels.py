@@ -15,6 +15,7 @@ import time
 import torch
 
 from xrobust.errors import XRobustError
+from xrobust.kernels.api import NORMS
 
 DEFAULT_SHAPES = "32x128x1024,8x384x1024"
 
@@ -25,7 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores torch sees)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--norm", default="l2", choices=["l2", "linf"])
+    parser.add_argument("--norm", default="l2", choices=NORMS)
     parser.add_argument("--granularity", default="example", choices=["example", "token"])
     parser.add_argument("--grad-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--footprint-mb", type=float, default=256.0,

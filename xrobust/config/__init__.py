@@ -2,7 +2,6 @@
 
 from .loader import apply_overrides, config_from_dict, dump_yaml, load_config, preset_names, resolve_config_path, to_dict
 from .schema import (
-    AdversarialConfig,
     DataConfig,
     EvaluationConfig,
     ExperimentConfig,
@@ -13,7 +12,7 @@ from .schema import (
 )
 
 __all__ = [
-    "AdversarialConfig", "DataConfig", "EvaluationConfig", "ExperimentConfig", "ModelConfig", "PhaseConfig",
+    "DataConfig", "EvaluationConfig", "ExperimentConfig", "ModelConfig", "PhaseConfig",
     "SourceConfig", "TrackingConfig", "apply_overrides", "config_from_dict", "dump_yaml", "load_config",
     "preset_names", "resolve_config_path", "to_dict",
 ]

@@ -12,8 +12,9 @@ from typing import Any, Union
 
 import yaml
 
+from ..adversarial.strategies import LEGACY_KEYS, METHODS, MethodConfig, strategy_class
 from ..errors import ConfigError
-from .schema import CHOICES, RANGES, ExperimentConfig
+from .schema import CHOICES, RANGES, ExperimentConfig, FlatAdversarialConfig
 
 PRESET_PACKAGE = "xrobust.config.presets"
 OVERLAYS = "overlays"  # presets/overlays/: partial configs that a config adds through `base:`, never run alone
@@ -187,6 +188,8 @@ def _type_name(tp) -> str:
 
 
 def _convert(value: Any, tp, where: str, source: str):
+    if tp is MethodConfig:
+        return _adversarial(value, where, source)
     origin = typing.get_origin(tp)
     if origin is Union:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -234,6 +237,44 @@ def _build(cls, data: dict, prefix: str, source: str):
             where = f"{prefix}.{name}" if prefix else name
             kwargs[name] = _convert(data[name], hints[name], where, source)
     return cls(**kwargs)
+
+
+def _adversarial(value, where: str, source: str) -> MethodConfig:
+    """An `adversarial` section: the config class of its `method` (built in, or package.module:Class),
+    from the method's own keys or from the old flat form (FlatAdversarialConfig)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: key '{where}': expected a mapping, got {value!r}")
+    method = value.get("method", "none")
+    try:
+        cls = strategy_class(method).Config
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: key '{where}.method': {exc}") from None
+    old = [key for key in value if key in LEGACY_KEYS or key in cls.LEGACY]
+    if old:
+        return _from_flat(cls, method, value, old[0], where, source)
+    for key in value:
+        if key not in cls.keys():
+            raise ConfigError(f"{source}: unknown key '{where}.{key}'; {method} has the keys: {', '.join(cls.keys())}")
+    return _build(cls, value, where, source)
+
+
+def _from_flat(cls, method: str, value: dict, old: str, where: str, source: str) -> MethodConfig:
+    """The old flat form (`old` is one of its keys here), read with its old types, defaults and errors,
+    mapped to the method's keys: renamed by cls.LEGACY, carried over where the name is the same,
+    dropped where the method never read the key (as the old form ignored it)."""
+    flat_keys = {f.name for f in dataclasses.fields(FlatAdversarialConfig)}
+    new = [k for k in value if k not in flat_keys]
+    if new or method not in METHODS:
+        why = f"the new key '{new[0]}' is here too" if new else f"{method} is not a built-in method"
+        renames = "".join(f", {k} -> {v}" for k, v in cls.LEGACY.items())
+        raise ConfigError(f"{source}: key '{where}.{old}': a key of the old flat form, but {why}: write the "
+                          f"section in {method}'s keys ({', '.join(cls.keys())}); old -> new: the same names"
+                          f"{renames} (docs/ADVERSARIAL.md, 'The old flat form')")
+    flat = dataclasses.asdict(_build(FlatAdversarialConfig, value, where, source))
+    settings = {cls.LEGACY.get(k, k): v for k, v in flat.items() if cls.LEGACY.get(k, k) in cls.keys()}
+    for key, problem in cls.legacy_problems(flat):
+        raise ConfigError(f"{source}: key '{where}.{key}': {problem}")
+    return cls(**settings)
 
 
 def _check_choice(value, key: str, where: str, source: str) -> None:
@@ -291,14 +332,8 @@ def validate(cfg: ExperimentConfig, source: str) -> None:
                 _check_range(_get(phase, sub), rule, f"{p}.{sub}", source)
         if phase.batch_size % phase.micro_batch_size:
             fail(f"{p}.batch_size", f"{phase.batch_size} is not a multiple of micro_batch_size {phase.micro_batch_size}")
-        adv = phase.adversarial
-        a = f"{p}.adversarial"
-        _check_choice(adv.method, "adversarial.method", f"{a}.method", source)
-        _check_choice(adv.norm, "adversarial.norm", f"{a}.norm", source)
-        _check_choice(adv.noise, "adversarial.noise", f"{a}.noise", source)
-        _check_choice(adv.backend, "adversarial.backend", f"{a}.backend", source)
-        if adv.method == "rs-da" and not adv.neighbours:
-            fail(f"{a}.neighbours", "rs-da needs a synonym neighbours file")
+        for key, problem in phase.adversarial.problems():
+            fail(f"{p}.adversarial.{key}", problem)
     ev = cfg.evaluation
     _check_choice(ev.split, "evaluation.split", "evaluation.split", source)
     _check_choice(ev.pooling, "evaluation.pooling", "evaluation.pooling", source)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..adversarial.divergence import KINDS as DIVERGENCES
-from ..adversarial.strategies import METHODS, NOISES
+from ..adversarial.strategies import METHODS, NOISES, MethodConfig
 from ..kernels.api import BACKENDS, NORMS
 
 
@@ -25,7 +25,12 @@ class ModelConfig:
 
 
 @dataclass
-class AdversarialConfig:
+class FlatAdversarialConfig:
+    """The old flat form of `phases.<phase>.adversarial`, whose knobs changed meaning per method.
+    Still read (config files and recorded run configs with step_size, init_mag, max_norm, weight or
+    another name the method renamed) and mapped to the method's own config by its `LEGACY` table
+    (xrobust.config.loader, docs/ADVERSARIAL.md "The old flat form"). Never written."""
+
     method: str = "none"  # none | fgm | pgd | freelb | smart | r3f | rs-rp | rs-da
     steps: int = 2  # K ascent steps where the method has them
     step_size: float = 0.1
@@ -79,7 +84,9 @@ class PhaseConfig:
     max_dev_examples: Optional[int] = None  # cap on English dev examples per task for selection
     freeze_embeddings: bool = False  # keep the word embeddings fixed: English-only updates would pull
     # English vectors away from their translations
-    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    # the method's own config (xrobust.adversarial.strategies: FreeLBConfig, SMARTConfig, ...), chosen by
+    # its `method` key; docs/ADVERSARIAL.md lists every method's keys
+    adversarial: MethodConfig = field(default_factory=MethodConfig)
     nonfinite: NonFiniteConfig = field(default_factory=NonFiniteConfig)
 
 
@@ -187,13 +194,7 @@ RANGES = {
     "phase.max_dev_examples": "[1, inf)",
     "phase.nonfinite.max_consecutive": "[0, inf)",
     "phase.nonfinite.max_fraction": "[0, 1]",
-    "phase.adversarial.steps": "[1, inf)",
-    "phase.adversarial.step_size": "[0, inf)",
-    "phase.adversarial.init_mag": "[0, inf)",
-    "phase.adversarial.max_norm": "[0, inf)",  # 0 = no projection
-    "phase.adversarial.start_step": "[0, inf)",
-    "phase.adversarial.weight": "[0, inf)",
-    "phase.adversarial.copies": "[1, inf)",
+    # phase.adversarial: each method's config checks its own values (MethodConfig.problems)
     "evaluation.batch_size": "[1, inf)",
     "evaluation.layer": "[0, inf)",  # the encoder's depth is checked before training
     "evaluation.max_examples": "[1, inf)",

@@ -52,11 +52,10 @@ class TaskData:
         self.spec = spec
         train_spec = get_task(spec.train_task) if spec.train_task and spec.train_task != spec.name else spec
         examples = load_split(cfg, train_spec, "train", "en")
-        adv = phase.adversarial
-        if adv.method == "rs-da":
-            from ..adversarial.augment import augment_examples
+        from ..adversarial.strategies import strategy_class
 
-            examples = augment_examples(examples, train_spec, adv.neighbours, adv.copies, seed)
+        adv = phase.adversarial  # a data-level method (RS-DA) transforms the training examples
+        examples = strategy_class(adv.method).train_examples(adv, examples, train_spec, seed)
         self.features = featurize_cached(cfg, spec, examples, tokenizer, phase, train=True)
         self.report = log_report(spec.name, "train", "en",
                                  data_report(train_spec, "train", "en", examples, self.features, train=True))

@@ -8,6 +8,7 @@ scaling a skipped step with a finite loss is the loss scaler calibrating itself,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from ..errors import TrainingError
@@ -95,8 +96,9 @@ class NonFiniteMonitor:
             return "nothing was learned; check the learning rate, the data and the model"
         clean_ok = _finite(first.get("clean_loss", first.get("loss")))
         perturbed = adv.method != "none" and bool(first.get("adv_active"))
-        settings = (f"{key}.adversarial.method = {adv.method}: step_size {adv.step_size:g}, init_mag "
-                    f"{adv.init_mag:g}, max_norm {adv.max_norm:g}{' (no projection)' if adv.max_norm == 0 else ''}")
+        settings = f"{key}.adversarial.method = {adv.method}: " + ", ".join(
+            f"{k} {v:g}" for k, v in dataclasses.asdict(adv).items()
+            if isinstance(v, float))  # the method's magnitudes (alpha, sigma, epsilon, ...)
         if perturbed and clean_ok and not _finite(first.get("adv_loss")):
             return (f"the adversarial perturbation ({settings}) makes the adversarial loss non-finite while the "
                     "clean loss is finite; use smaller values")

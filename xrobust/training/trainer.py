@@ -226,8 +226,9 @@ class Trainer:
             torch.distributed.all_reduce(t)
         n = len(micro_batches) * self.world
         record = {k: float(v) / n for k, v in zip(keys, t.tolist())}
-        if "nonfinite_resets" in record:
-            record["nonfinite_resets"] = int(round(record["nonfinite_resets"] * n))
+        for k in self.strategy.summed_stats:  # counts: the total, not the mean
+            if k in record:
+                record[k] = int(round(record[k] * n))
         record["task"] = task
         norm = self.engine.get_global_grad_norm()  # global, after the step; None where not computed
         if norm is not None:
