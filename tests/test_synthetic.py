@@ -318,8 +318,8 @@ def test_nli_label_given_one_side(facts):
 @pytest.mark.parametrize("task", ["demo_xnli", "demo_nli"])
 def test_nli_labels_need_premise_and_hypothesis(task):
     """A bag-of-words classifier (naive Bayes on words and word pairs) fitted on the hypotheses
-    alone stays at chance (the hypothesis is drawn before the label); the same classifier given
-    both sides, with which words each side lacks, does far better than on either side alone."""
+    alone, or on the premises alone, stays at chance (each side is drawn independently of the
+    label); the same classifier given both sides, with which words each side lacks, does far better."""
     from xrobust.demo.world import DEFAULT_SIZES, generate_task
     from xrobust.demo.transfer_check import nli_bow_baseline
 

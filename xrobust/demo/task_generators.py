@@ -219,33 +219,24 @@ def _same_shape_person(rng, pools, like: dict, avoid: set[str]) -> dict:
 
 
 def _other_event(rng: random.Random, pools: Pools, event: dict, facts: bool) -> dict:
-    """`event` with another agent, verb or object (one of them, each of the same shape): a second
-    event that the first neither implies nor excludes."""
+    """`event` with another agent, verb and object (each that the event has and that can change,
+    each of the same shape), its other slots kept: an event that the first neither implies nor
+    excludes, and that shares none of its participants or its action."""
     c = copy.deepcopy(event)
     agent, obj = c["agent"], c.get("obj")
-    choices = ["agent"]
-    if facts:
-        if c["verb"] in ("found_org", "join"):
-            choices.append("verb")
-        if obj is not None and obj["kind"] == "name":
-            choices.append("obj")
+    if agent["kind"] == "noun":
+        c["agent"] = dict(agent, noun=_other(rng, list(PERSON_NOUNS), agent["noun"]))
+    elif agent["ner"] == "ORG":
+        c["agent"] = dict(agent, name=_other(rng, pools.orgs, agent["name"]))
     else:
-        choices += ["verb", "obj"]
-    what = rng.choice(choices)
-    if what == "agent":
-        if agent["kind"] == "noun":
-            c["agent"] = dict(agent, noun=_other(rng, list(PERSON_NOUNS), agent["noun"]))
-        elif agent["ner"] == "ORG":
-            c["agent"] = dict(agent, name=_other(rng, pools.orgs, agent["name"]))
-        else:
-            c["agent"] = _same_shape_person(rng, pools, agent, _first_names(event))
-    elif what == "verb":
+        c["agent"] = _same_shape_person(rng, pools, agent, _first_names(event))
+    if not facts or c["verb"] in ("found_org", "join"):
         c["verb"] = _other(rng, ("found_org", "join") if facts else NEUTRAL_VERBS, c["verb"])
-    elif obj["kind"] == "noun":
+    if obj is not None and obj["kind"] == "noun" and not facts:
         c["obj"] = dict(obj, noun=_other(rng, list(OBJECT_NOUNS), obj["noun"]))
-    elif obj["ner"] == "PER":
-        c["obj"] = _same_shape_person(rng, pools, obj, _first_names(event))
-    else:
+    elif obj is not None and obj["kind"] == "name" and obj["ner"] == "PER":
+        c["obj"] = _same_shape_person(rng, pools, obj, _first_names(event) | _first_names(c))
+    elif obj is not None and obj["kind"] == "name":
         c["obj"] = dict(obj, name=_other(rng, pools.places if obj["ner"] == "LOC" else pools.orgs, obj["name"]))
     return c
 

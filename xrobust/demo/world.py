@@ -32,7 +32,7 @@ WORLD_VERSION = 4
 MAX_LENGTH = 128  # longest input the tiny model accepts (QA contexts are ~60 tokens)
 # share of negated sentences in the MLM corpus: often enough that MLM aligns the negation words of
 # the four languages, which the demo NLI labels turn on
-CORPUS_P_NEGATED = 0.3
+CORPUS_P_NEGATED = 0.5
 
 DEFAULT_SIZES = {
     "train": 2000,  # per intermediate task, English only
