@@ -183,7 +183,7 @@ def _build_lexicons() -> dict[str, dict[str, Entry]]:
                "who": "ki", "what": "ke", "where": "dove", "did": None, "is": "esta",
                "office": "ofiso", "opened_office": "apriva"},
         "xb": {"the": "bu", "a": "bir", "in": "da", "with": "ile", "for": "icin", "at": "de", "and": "ve",
-               "never": "hiç", "someone": "birisi", "he": "o", "she": "ona", "they": "onlar",
+               "never": "nem", "someone": "birisi", "he": "o", "she": "ona", "they": "onlar",
                "who": "kim", "what": "ne", "where": "nerede", "did": None, "is": "dir",
                "office": "ofisek", "opened_office": "acdi"},
         "xc": {"the": None, "a": None, "in": "v", "with": "s", "for": "dla", "at": "u", "and": "i",
