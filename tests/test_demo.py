@@ -1,5 +1,6 @@
 """`xrobust demo` end to end, as a user runs it: every target task beats a chance baseline on the
-English dev set, and zero-shot transfer is measurable in the other languages. A quiet console:
+English dev set, and on the test sets every target task clears its chance level by a stated margin
+in every language (zero-shot transfer). A quiet console:
 library warnings stay off it, in the launched ranks too, while warnings about the user's inputs show."""
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from world import env, run_cli
 
 # what a warning looks like on the console: Python's "...Warning: message" and DeepSpeed's logger
 WARNING_LINE = re.compile(r"\w+Warning: |\[WARNING\]|^W\d{4} ", re.MULTILINE)
+
+
+# points above chance that every language clears, per target task: well below the smallest margin
+# measured over the training seeds in docs/DEMO.md ("The demo pipeline"), so a seed cannot flake it.
+# demo_xnli is not here: its zero-shot transfer is not yet reliable (some seeds do not learn it even
+# in English in the demo's 400 target steps; docs/DEMO.md)
+TRANSFER_MARGINS = {"demo_pos": 40.0, "demo_ner": 50.0, "demo_xqa": 2.0, "demo_tatoeba": 4.0}
 
 
 def _baselines(data_root):
@@ -115,16 +123,18 @@ def test_demo_beats_chance(tmp_path):
     for task, floor in chance.items():
         assert _score(dev[task]["languages"]["en"]) > floor + 5, (task, dev[task]["languages"]["en"], floor)
 
-    # zero-shot: retrieval of translations is far above 1/N, and the classifier transfers
-    tatoeba = results["tasks"]["demo_tatoeba"]["languages"]
-    n = sum(1 for _ in open(tmp_path / "demo-world" / "data" / "demo_tatoeba" / "test-xa.jsonl"))
-    for lang, metrics in tatoeba.items():
-        assert metrics["accuracy"] > 5 * 100 / n, (lang, metrics)
-    # tagging transfers in every language (chance: 0 F1 for a tagger that ignores the input); demo_xnli and
-    # demo_xqa zero-shot transfer is not established on the relation-based data (docs/DEMO.md)
-    for task in ("demo_pos", "demo_ner"):
-        for lang in ("xa", "xb", "xc"):
-            assert results["tasks"][task]["languages"][lang]["f1"] > 5, (task, lang, results["tasks"][task])
+    # zero-shot: every target task clears its chance level (the best score of a prediction that ignores
+    # the input, from the run's gold files) by the margin docs/DEMO.md states, in every language
+    from xrobust.evaluation.report import chance_levels
+    from xrobust.evaluation.results import language_score
+
+    levels = chance_levels(run / "labels")
+    for task, margin in TRANSFER_MARGINS.items():
+        langs = results["tasks"][task]["languages"]
+        assert set(langs) == set(levels[task]) == ({"xa", "xb", "xc"} if task == "demo_tatoeba" else
+                                                   {"en", "xa", "xb", "xc"}), (task, langs, levels[task])
+        for lang, metrics in langs.items():
+            assert language_score(task, metrics) > levels[task][lang] + margin, (task, lang, metrics, levels[task][lang])
 
 
 def test_interrupt_reaches_the_launcher_and_is_waited_for(tmp_path):

@@ -183,11 +183,11 @@ def _build_lexicons() -> dict[str, dict[str, Entry]]:
                "who": "ki", "what": "ke", "where": "dove", "did": None, "is": "esta",
                "office": "ofiso", "opened_office": "apriva"},
         "xb": {"the": "bu", "a": "bir", "in": "da", "with": "ile", "for": "icin", "at": "de", "and": "ve",
-               "never": "hic", "someone": "birisi", "he": "o", "she": "ona", "they": "onlar",
+               "never": "nem", "someone": "birisi", "he": "o", "she": "ona", "they": "onlar",
                "who": "kim", "what": "ne", "where": "nerede", "did": None, "is": "dir",
                "office": "ofisek", "opened_office": "acdi"},
         "xc": {"the": None, "a": None, "in": "v", "with": "s", "for": "dla", "at": "u", "and": "i",
-               "never": "ne", "someone": "ktoto", "he": "on", "she": "ona", "they": "oni",
+               "never": "ni", "someone": "ktoto", "he": "on", "she": "ona", "they": "oni",
                "who": "kto", "what": "cto", "where": "gde", "did": None, "is": "est",
                "office": "ofis", "opened_office": "otkryl"},
     }

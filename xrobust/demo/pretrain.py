@@ -8,6 +8,7 @@ the code-switched sentences, are what align the four lexicons in the encoder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -154,5 +155,6 @@ def _pretrain(world: dict, out_dir, *, steps: int, batch_size: int, lr: float, s
             "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "seconds": round(seconds, 2),
             "cpu_seconds": round(cpu_seconds, 2), "threads": torch.get_num_threads(),
             "final_loss": losses[-1]["loss"], "losses": losses, "corpus_rows": len(data),
+            "corpus_sha256": hashlib.sha256(Path(world["corpus"]).read_bytes()).hexdigest(),
         })
     return out_dir

@@ -119,16 +119,22 @@ def key(meaning) -> str:
 
 # ---- NLI -----------------------------------------------------------------------------------------
 # A sentence asserts an event with the slots it states ("Nina bought a cup in Kaldur") or, negated,
-# that no such event happened ("Nina never bought a cup in Kaldur"). Premise and hypothesis state
-# parts of one event, so their values never clash; what decides the label is which side states
-# more and which side is negated (`nli_label`). Each sentence alone says nothing about the label:
-# the hypothesis, its polarity included, is drawn before the label and independently of it.
+# that no such event happened ("Nina never bought a cup in Kaldur"). A pair is about one event or
+# about two events that differ in their agent, action or object (`nli_label`): two different events
+# are compatible whatever each side says (neutral); about one event, two sentences of the same
+# polarity entail and two of opposite polarity contradict, because the sampler lets only the side
+# that may state more do so. Each sentence alone says nothing about the label: the hypothesis, its
+# polarity included, is drawn before the label and independently of it, and so is the premise's
+# polarity and what it states.
 _OPTIONAL = ("adj", "loc", "with", "org", "time")  # slots a sentence may leave out
+_CORE = ("agent", "obj", "num")  # with the verb: which event a sentence is about
+_REQUIRED = {"live": "loc", "work": "org"}  # "Nina lived." or "Nina worked." would say too little
+P_PREMISE_SLOT_CHANGE = 0.5  # how often the premise states one slot more (affirmed) or less (negated)
 
 
 def _statements(c: dict) -> dict:
     """What a clause states, slot by slot: agent, obj (noun concept or name), num, adj, one entry
-    per adpositional role (loc, with, org) and time. The verb is shared."""
+    per adpositional role (loc, with, org) and time. The verb is compared separately."""
     out = {"agent": c["agent"]}
     o = c.get("obj")
     if o is not None:
@@ -145,16 +151,19 @@ def _statements(c: dict) -> dict:
 
 
 def nli_label(premise: dict, hyp: dict) -> str:
-    """The label of a pair of clauses about one event (same verb, consistent values).
+    """The label of a pair of clauses.
 
-    Both affirmative: entailment if the premise states everything the hypothesis does. Both
-    negated: entailment if the hypothesis states everything the premise does ("never bought a
-    cup" excludes "bought a cup in Kaldur"). Opposite polarity: contradiction if the affirmative
-    side states everything the negated side does (its event is one the other denies). Otherwise
-    neutral."""
+    Different agent, verb or object: two events, neither excludes the other, neutral. One event
+    (its other slots must not clash): both affirmative, entailment if the premise states everything
+    the hypothesis does; both negated, entailment if the hypothesis states everything the premise
+    does ("never bought a cup" excludes "bought a cup in Kaldur"); opposite polarity, contradiction
+    if the affirmative side states everything the negated side does (its event is one the other
+    denies). Otherwise neutral."""
     p, h = _statements(premise), _statements(hyp)
-    if premise["verb"] != hyp["verb"] or any(p[k] != v for k, v in h.items() if k in p):
-        raise ValueError("nli_label: premise and hypothesis must state parts of one event")
+    if premise["verb"] != hyp["verb"] or any(p.get(k) != h.get(k) for k in _CORE):
+        return "neutral"
+    if any(p[k] != v for k, v in h.items() if k in p):
+        raise ValueError("nli_label: premise and hypothesis about one event state different values of a slot")
     p_in_h, h_in_p = set(p) <= set(h), set(h) <= set(p)
     if bool(premise.get("neg")) == bool(hyp.get("neg")):
         return "entailment" if (p_in_h if premise.get("neg") else h_in_p) else "neutral"
@@ -162,8 +171,9 @@ def nli_label(premise: dict, hyp: dict) -> str:
 
 
 def _view(c: dict, keep: set[str], neg: bool) -> dict:
-    """`c` with only the optional slots in `keep`, negated or not."""
+    """`c` with only the optional slots in `keep` (and the verb's required one), negated or not."""
     v = copy.deepcopy(c)
+    keep = set(keep) | {_REQUIRED.get(c["verb"])}
     v["pps"] = [pp for pp in v["pps"] if pp[2] in keep]
     if "time" not in keep:
         v["time"] = None
@@ -174,7 +184,7 @@ def _view(c: dict, keep: set[str], neg: bool) -> dict:
 
 
 def _optional(c: dict) -> list[str]:
-    return [slot for slot in _OPTIONAL if slot in _statements(c)]
+    return [slot for slot in _OPTIONAL if slot in _statements(c) and slot != _REQUIRED.get(c["verb"])]
 
 
 def _nli_event(rng: random.Random, pools: Pools, facts: bool) -> dict:
@@ -195,41 +205,69 @@ def _nli_event(rng: random.Random, pools: Pools, facts: bool) -> dict:
     return c
 
 
-# the premise states the hypothesis's slots, one more, one less, or one other in place of one
-RELATIONS = ("same", "more", "less", "swap")
+def _first_names(c: dict) -> set[str]:
+    nps = [c["agent"], c.get("obj")] + [np for _, np, _ in c["pps"]]
+    return {np["name"].split()[0] for np in nps if np and np["kind"] == "name"}
+
+
+def _same_shape_person(rng, pools, like: dict, avoid: set[str]) -> dict:
+    """Another person with as many words in the name (the pair's lengths must not tell the label)."""
+    while True:
+        p = pools.person(rng, p_surname=1.0 if " " in like["name"] else 0.0)
+        if p["name"].split()[0] not in avoid:
+            return p
+
+
+def _other_event(rng: random.Random, pools: Pools, event: dict, facts: bool) -> dict:
+    """`event` with another agent, verb and object (each that the event has and that can change,
+    each of the same shape), its other slots kept: an event that the first neither implies nor
+    excludes, and that shares none of its participants or its action."""
+    c = copy.deepcopy(event)
+    agent, obj = c["agent"], c.get("obj")
+    if agent["kind"] == "noun":
+        c["agent"] = dict(agent, noun=_other(rng, list(PERSON_NOUNS), agent["noun"]))
+    elif agent["ner"] == "ORG":
+        c["agent"] = dict(agent, name=_other(rng, pools.orgs, agent["name"]))
+    else:
+        c["agent"] = _same_shape_person(rng, pools, agent, _first_names(event))
+    if not facts or c["verb"] in ("found_org", "join"):
+        c["verb"] = _other(rng, ("found_org", "join") if facts else NEUTRAL_VERBS, c["verb"])
+    if obj is not None and obj["kind"] == "noun" and not facts:
+        c["obj"] = dict(obj, noun=_other(rng, list(OBJECT_NOUNS), obj["noun"]))
+    elif obj is not None and obj["kind"] == "name" and obj["ner"] == "PER":
+        c["obj"] = _same_shape_person(rng, pools, obj, _first_names(event) | _first_names(c))
+    elif obj is not None and obj["kind"] == "name":
+        c["obj"] = dict(obj, name=_other(rng, pools.places if obj["ner"] == "LOC" else pools.orgs, obj["name"]))
+    return c
 
 
 def sample_nli(rng: random.Random, pools: Pools, facts: bool) -> tuple[dict, dict, str]:
-    """(premise, hypothesis, label). An event is drawn and the hypothesis states a random part of
-    it (each optional slot with probability 1/2), affirmed or negated with probability 1/2. Then,
-    independently, the premise states the same slots, one more, one less or one other in place
-    of one (`RELATIONS`), again affirmed or negated with probability 1/2, and `nli_label` reads the
-    label off the pair. Of the 16 (premise polarity, hypothesis polarity, relation) cells, 4 give
-    entailment, 4 contradiction and 8 neutral; a neutral pair is kept with probability 1/2, so
-    the labels are balanced for either polarity of either sentence and for every hypothesis: the
-    hypothesis alone says nothing about the label. Premises of every label also have, in the same
-    proportions, one slot more, as many or one less than their hypotheses."""
+    """(premise, hypothesis, label). An event is drawn; the hypothesis states a random part of it
+    (each optional slot with probability 1/2), affirmed or negated with probability 1/2. Then,
+    independently of the hypothesis, the premise is affirmed or negated with probability 1/2 and
+    is about the same event (probability 2/3) or about another one (`_other_event`, 1/3). It
+    states the hypothesis's slots, and with probability `P_PREMISE_SLOT_CHANGE` one more if it is
+    affirmed or one less if it is negated: so about one event, the same polarity is always
+    entailment and opposite polarity always contradiction (`nli_label`), and the three labels are
+    equally likely for every hypothesis and for every premise polarity and length."""
     while True:
         event = _nli_event(rng, pools, facts)
         optional = _optional(event)
         keep = {slot for slot in optional if rng.random() < 0.5}
-        spare = [slot for slot in optional if slot not in keep]
-        # the premise must be able to state one slot more or one less; three optional slots make
-        # so many pairs per event that few repeat (a repeat is drawn again, which would otherwise
-        # thin out the labels of the most repetitive cells)
-        if len(optional) < 3 or not keep or not spare:
+        if not keep:  # a hypothesis states at least one optional slot, so a premise can state one less
             continue
-        relation = rng.choice(RELATIONS)
-        keep_p = set(keep)
-        if relation in ("less", "swap"):
-            keep_p.discard(rng.choice(sorted(keep)))
-        if relation in ("more", "swap"):
-            keep_p.add(rng.choice(spare))
+        spare = [slot for slot in optional if slot not in keep]
         hyp = _view(event, keep, rng.random() < 0.5)
-        premise = _view(event, keep_p, rng.random() < 0.5)
-        label = nli_label(premise, hyp)
-        if label != "neutral" or rng.random() < 0.5:
-            return premise, hyp, label
+        p_neg = rng.random() < 0.5
+        keep_p = set(keep)
+        if rng.random() < P_PREMISE_SLOT_CHANGE:
+            if p_neg:
+                keep_p.discard(rng.choice(sorted(keep)))
+            elif spare:
+                keep_p.add(rng.choice(spare))
+        source = _other_event(rng, pools, event, facts) if rng.random() < 1 / 3 else event
+        premise = _view(source, keep_p, p_neg)
+        return premise, hyp, nli_label(premise, hyp)
 
 
 def nli_row(lang: str, item) -> dict:
@@ -385,10 +423,14 @@ def ner_row(lang: str, item) -> dict:
 
 
 # ---- retrieval -------------------------------------------------------------------------------------
-def sample_bitext(rng, pools):
+def sample_bitext(rng, pools, p_negated: float | None = None):
+    """A sentence meaning for retrieval and the MLM corpus; `p_negated` sets how often it is
+    negated (by default only some facts are)."""
     c = sample_sentence(rng, pools)
     c.setdefault("time", None)
     c.setdefault("neg", rng.random() < 0.15)
+    if p_negated is not None:
+        c["neg"] = rng.random() < p_negated
     return c
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 from pathlib import Path
 
 from xrobust.demo import task_generators
@@ -27,8 +28,11 @@ from xrobust.errors import DataError
 from xrobust.io import atomic_write_json, atomic_write_text
 
 DEMO_LANGUAGES = LANGUAGES
-WORLD_VERSION = 3
+WORLD_VERSION = 4
 MAX_LENGTH = 128  # longest input the tiny model accepts (QA contexts are ~60 tokens)
+# share of negated sentences in the MLM corpus: often enough that MLM aligns the negation words of
+# the four languages, which the demo NLI labels turn on
+CORPUS_P_NEGATED = 0.5
 
 DEFAULT_SIZES = {
     "train": 2000,  # per intermediate task, English only
@@ -135,17 +139,14 @@ def _corpus(seed: int, sizes: dict, exclude: set[str]) -> list[dict]:
     for lang in LANGUAGES:
         rng, pools = _rng(seed, "corpus", "mono", lang), task_generators.Pools("dev")
         for _ in range(sizes["corpus_mono"]):
-            c = task_generators.sample_bitext(rng, pools)
-            if rng.random() < 0.2:
-                toks = render_question(lang, c, rng.choice(task_generators._askable(c)))
-            else:
-                toks = render_clause(lang, c)
+            c = task_generators.sample_bitext(rng, pools, CORPUS_P_NEGATED)
+            toks = render_question(lang, c, rng.choice(task_generators._askable(c))) if rng.random() < 0.2 else render_clause(lang, c)
             rows.append({"lang": lang, "kind": "mono", "text": detokenize(toks)[0], "text_pair": None})
     rng, pools = _rng(seed, "corpus", "parallel"), task_generators.Pools("dev")
     others = [lang for lang in LANGUAGES if lang != "en"]
     n = 0
     while n < sizes["corpus_parallel"]:
-        c = task_generators.sample_bitext(rng, pools)
+        c = task_generators.sample_bitext(rng, pools, CORPUS_P_NEGATED)
         a, b = ("en", rng.choice(others)) if rng.random() < 0.7 else tuple(rng.sample(others, 2))
         if rng.random() < 0.5:
             a, b = b, a
@@ -156,7 +157,7 @@ def _corpus(seed: int, sizes: dict, exclude: set[str]) -> list[dict]:
         n += 1
     rng, pools = _rng(seed, "corpus", "codeswitch"), task_generators.Pools("dev")
     for _ in range(sizes["corpus_codeswitch"]):
-        c = task_generators.sample_bitext(rng, pools)
+        c = task_generators.sample_bitext(rng, pools, CORPUS_P_NEGATED)
         lang = rng.choice(LANGUAGES)
         p = rng.uniform(0.3, 0.9)
         toks = code_switch(render_clause(lang, c), lambda: rng.choice(LANGUAGES) if rng.random() < p else None)
@@ -257,6 +258,16 @@ def build_world(root: str | Path, seed: int = 0, *, sizes: dict | None = None) -
     return paths
 
 
+def _encoder_matches(encoder: Path, world_root: Path) -> bool:
+    """Whether `encoder` was pretrained on the corpus that world.json records."""
+    try:
+        log = json.loads((encoder / "pretrain_log.json").read_text(encoding="utf-8"))
+        manifest = json.loads((world_root / "world.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (encoder / "config.json").is_file() and log.get("corpus_sha256") == manifest["files"].get("corpus/mlm.jsonl")
+
+
 def prepare_world(out: Path, seed: int = 0) -> dict:
     """The world and its MLM-pretrained encoder under out/demo-world, built once per output folder
     and reused; the result holds the encoder's folder under "encoder" as well."""
@@ -265,7 +276,9 @@ def prepare_world(out: Path, seed: int = 0) -> dict:
     world_root = Path(out) / "demo-world"
     world = build_world(world_root, seed=seed)
     encoder = world_root / "mlm"
-    if not (encoder / "config.json").is_file():
+    if not _encoder_matches(encoder, world_root):
+        if encoder.exists():  # pretrained on another corpus (an older world version): not reusable
+            shutil.rmtree(encoder)
         pretrain_mlm(world, encoder, seed=seed)
     world["encoder"] = str(encoder)
     return world
