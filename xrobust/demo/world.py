@@ -140,7 +140,10 @@ def _corpus(seed: int, sizes: dict, exclude: set[str]) -> list[dict]:
         rng, pools = _rng(seed, "corpus", "mono", lang), task_generators.Pools("dev")
         for _ in range(sizes["corpus_mono"]):
             c = task_generators.sample_bitext(rng, pools, CORPUS_P_NEGATED)
-            toks = render_question(lang, c, rng.choice(task_generators._askable(c))) if rng.random() < 0.2 else render_clause(lang, c)
+            if rng.random() < 0.2:
+                toks = render_question(lang, c, rng.choice(task_generators._askable(c)))
+            else:
+                toks = render_clause(lang, c)
             rows.append({"lang": lang, "kind": "mono", "text": detokenize(toks)[0], "text_pair": None})
     rng, pools = _rng(seed, "corpus", "parallel"), task_generators.Pools("dev")
     others = [lang for lang in LANGUAGES if lang != "en"]
