@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "xrobust.commands.bench",
     "xrobust.commands.slurm",
     "xrobust.commands.wandb",
+    "xrobust.commands.study",
 ]
 
 

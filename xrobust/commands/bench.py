@@ -12,6 +12,7 @@ AREAS = {
     "eval": ("xrobust.evaluation.bench", "evaluation padding throughput and retrieval mining"),
     "kernels": ("xrobust.kernels.bench", "fused perturbation-step bandwidth per backend"),
     "adversarial": ("xrobust.adversarial.bench", "step time of each method relative to plain training"),
+    "study": ("xrobust.study.bench", "study report (bootstrap intervals, tables, plots) on a synthetic grid"),
 }
 
 

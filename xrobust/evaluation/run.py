@@ -103,6 +103,8 @@ def _retrieval_scores(cfg, spec, model, tokenizer, split, lang, ev, out: Path):
     result = R.bucc_evaluate(dev_c, dev.gold, test_c, bitext.gold or None)
     if dist.is_main():
         R.write_bucc_predictions(out / "predictions" / "bucc2018" / f"{split}-{lang}.tsv", result["test_pairs"])
+        if bitext.gold:  # gold pairs beside the predictions, as for every other task
+            R.write_bucc_predictions(out / "labels" / "bucc2018" / f"{split}-{lang}.tsv", bitext.gold)
     chosen = {"bucc_threshold": {lang: result["threshold"]}}
     if "skipped" in result["test"]:
         if dist.is_main():
