@@ -68,7 +68,8 @@ def test_status_and_last_error(plan, tmp_path):
     local_record_path(plan, unit).write_text(json.dumps({"state": "running", "pid": 2 ** 22 + 12345, "log": str(log)}))
     rows = {r.key: r for r in study_status(plan)}
     assert rows[unit.key].state == "failed" and rows[unit.key].detail.startswith("interrupted")
-    assert rows["cells/mnli-none-s1"].state == "not submitted"
+    assert rows["cells/mnli-none-s1"].state == "blocked" and rows["cells/mnli-none-s1"].detail == f"needs {unit.key}"
+    assert rows["cells/mnli-none-s2"].state == "not submitted"
 
 
 def test_wandb_run_of_a_study_cell(tmp_path, wandb_env, monkeypatch):
