@@ -63,8 +63,7 @@ def _write_caches(root: Path, intermediate, methods, seeds, languages, n) -> Non
 
 def run(args) -> int:
     from .examples import read_cache
-    from .report import Cell, Meta, RunScores, analyse, write_report
-    from . import bootstrap as B
+    from .report import Cell, Meta, RunScores, analyse, run_scores, write_report
 
     intermediate = ["none"] + [f"inter{i:02d}" for i in range(1, args.intermediate)]
     methods = ["none"] + [f"method{j:02d}" for j in range(1, args.methods)]
@@ -82,11 +81,8 @@ def run(args) -> int:
         def load(inter: str, method: str) -> Cell:
             cell = Cell(inter, method)
             for seed in seeds:
-                scores = read_cache(caches / f"{inter}-{method}-s{seed}.npz")
-                cell.runs[seed] = RunScores({k: s.value for k, s in scores.items()},
-                                            {k: B.influence(s.num, s.den)[1].astype(np.float32)
-                                             for k, s in scores.items()},
-                                            {k: s.labels for k, s in scores.items()})
+                scores = run_scores(read_cache(caches / f"{inter}-{method}-s{seed}.npz"))
+                cell.runs[seed] = RunScores(*({k: v[i] for k, v in scores.items()} for i in range(3)))
             return cell
 
         meta = Meta("bench", ("none", "none"), seeds, intermediate, methods, {t: languages for t in XTREME})

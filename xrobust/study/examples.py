@@ -171,14 +171,15 @@ def read_cache(path: Path, signature: str | None = None) -> dict | None:
     with np.load(path, allow_pickle=False) as z:
         if signature is not None and str(z["signature"]) != signature:
             return None
-        num, den, value = z["num"], z["den"], z["value"]
+        # every member once: each z[name] reads it from the archive again
+        num, den, value, keys, labels = z["num"], z["den"], z["value"], z["keys"], z["labels"]
         no, do, ones = z["num_offsets"], z["den_offsets"], z["ones"]
-        out = {}
-        for i, key in enumerate(z["keys"]):
-            n = num[no[i]:no[i + 1]]
-            d = np.ones(len(n), dtype=np.float32) if ones[i] else den[do[i]:do[i + 1]]
-            out[tuple(str(key).split("\t"))] = LanguageScores(float(value[i]), n, d, str(z["labels"][i]))
-        return out
+    out = {}
+    for i, key in enumerate(keys):
+        n = num[no[i]:no[i + 1]]
+        d = np.ones(len(n), dtype=np.float32) if ones[i] else den[do[i]:do[i + 1]]
+        out[tuple(str(key).split("\t"))] = LanguageScores(float(value[i]), n, d, str(labels[i]))
+    return out
 
 
 def cached_run_examples(run_dir: Path, results_path: Path, split: str, tasks: list[str], cache: Path):

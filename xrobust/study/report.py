@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_text
 from . import bootstrap as B
 from .spec import NONE
 
@@ -40,10 +41,31 @@ class Cell:
     method: str
     runs: dict = field(default_factory=dict)  # seed -> RunScores
     missing: list = field(default_factory=list)  # seeds without finished runs
+    _stacked: tuple | None = None
 
     @property
     def name(self) -> str:
         return f"{self.intermediate}/{self.method}"
+
+    def stacked(self, meta: "Meta") -> tuple:
+        """(values (S, G), psi (S, N), examples per group (G,), gold digests (S, G)) in meta.groups order,
+        seeds sorted; the per-group arrays are released once stacked."""
+        if self._stacked is None:
+            seeds = sorted(self.runs)
+            groups = meta.groups
+            lengths = np.array([len(self.runs[seeds[0]].psi[g]) for g in groups], dtype=np.int64)
+            for s in seeds:
+                for g, n in zip(groups, lengths):
+                    if len(self.runs[s].psi[g]) != n:
+                        raise DataError(f"{self.name}: seed {s} has {len(self.runs[s].psi[g])} test examples for "
+                                        f"{g[0]}/{g[1]}, seed {seeds[0]} {n}")
+            values = np.array([[self.runs[s].values[g] for g in groups] for s in seeds])
+            psi = np.stack([np.concatenate([self.runs[s].psi[g] for g in groups]) for s in seeds])
+            labels = [[self.runs[s].labels[g] for g in groups] for s in seeds]
+            for s in seeds:
+                self.runs[s].psi = None
+            self._stacked = (values, psi, lengths, labels)
+        return self._stacked
 
 
 @dataclass
@@ -81,12 +103,23 @@ def _cache_args(plan, unit) -> tuple:
             [_official(t) for t in unit.evaluates], str(plan.study.root / "cache" / f"{unit.file_name}.npz"))
 
 
+def run_scores(scores: dict) -> dict:
+    """(task, lang) -> (score, per-example influences (float32), gold digest) of one run's scores."""
+    keys = list(scores)
+    if not keys:
+        return {}
+    lengths = [len(scores[k].num) for k in keys]
+    _, psi = B.influences(np.concatenate([scores[k].num for k in keys]),
+                          np.concatenate([scores[k].den for k in keys]), lengths)
+    parts = np.split(psi.astype(np.float32), np.cumsum(lengths)[:-1])
+    return {k: (scores[k].value, part, scores[k].labels) for k, part in zip(keys, parts)}
+
+
 def _load_unit(args) -> dict:
     from .examples import cached_run_examples
 
     run_dir, results, split, tasks, cache = args
-    scores = cached_run_examples(Path(run_dir), Path(results), split, tasks, Path(cache))
-    return {k: (s.value, B.influence(s.num, s.den)[1].astype(np.float32), s.labels) for k, s in scores.items()}
+    return run_scores(cached_run_examples(Path(run_dir), Path(results), split, tasks, Path(cache)))
 
 
 def _finished_units(plan) -> list:
@@ -191,24 +224,33 @@ def cell_scores(meta: Meta, cell: Cell) -> dict:
     return out
 
 
-def comparison_moments(meta: Meta, a: Cell, b: Cell) -> dict:
-    """{(task, lang | avg) or (avg, avg): Moments} of a minus b, paired by seed and by example."""
-    seeds = sorted(a.runs)
-    out = {}
-    for group in meta.groups:
-        ra, rb = [a.runs[s] for s in seeds], [b.runs[s] for s in seeds]
-        for s, x, y in zip(seeds, ra, rb):
-            if x.labels[group] != y.labels[group]:
-                raise DataError(f"{a.name} and {b.name} (seed {s}) were scored on different gold files for "
-                                f"{group[0]}/{group[1]}: their examples cannot be paired")
-        out[group] = B.pair_moments([x.values[group] for x in ra], [x.psi[group] for x in ra],
-                                    [y.values[group] for y in rb], [y.psi[group] for y in rb])
-    tasks = []
-    for task, langs in meta.languages.items():
-        out[(task, AVG)] = B.combine([out[(task, l)] for l in langs], [1.0 / len(langs)] * len(langs))
-        tasks.append(out[(task, AVG)])
-    out[(AVG, AVG)] = B.combine(tasks, [1.0 / len(tasks)] * len(tasks))
-    return out
+def aggregate_weights(meta: Meta) -> np.ndarray:
+    """(tasks + 1, G): each task's average over its languages, then the average over the tasks."""
+    groups = meta.groups
+    w = np.zeros((len(meta.tasks) + 1, len(groups)))
+    for i, task in enumerate(meta.tasks):
+        for j, (t, _) in enumerate(groups):
+            if t == task:
+                w[i, j] = 1.0 / len(meta.languages[task])
+    w[-1] = w[:-1].mean(axis=0)
+    return w
+
+
+def comparison_moments(meta: Meta, a: Cell, b: Cell) -> B.Moments:
+    """a minus b, paired by seed and by example, at every group, then every task average and the overall
+    average (rows in that order)."""
+    va, pa, na, la = a.stacked(meta)
+    vb, pb, nb, lb = b.stacked(meta)
+    for s, (x, y) in enumerate(zip(la, lb)):
+        bad = next((g for g, dx, dy in zip(meta.groups, x, y) if dx != dy), None)
+        if bad is not None:
+            raise DataError(f"{a.name} and {b.name} (seed {sorted(a.runs)[s]}) were scored on different gold files "
+                            f"for {bad[0]}/{bad[1]}: their examples cannot be paired")
+    if not np.array_equal(na, nb):
+        raise DataError(f"{a.name} and {b.name}: different numbers of test examples; they cannot be paired")
+    per_group = B.pair_moments(va, pa, vb, pb, na)
+    averages = B.combine(per_group, aggregate_weights(meta))
+    return B.Moments(np.concatenate([per_group.mean, averages.mean]), np.concatenate([per_group.cov, averages.cov]))
 
 
 def analyse(meta: Meta, load_cell, *, samples: int, seed: int, confidence: float, timings: dict | None = None) -> dict:
@@ -270,10 +312,9 @@ def _intervals(comparisons: list, meta: Meta, samples: int, seed: int, confidenc
     groups = meta.groups + [(t, AVG) for t in meta.tasks] + [(AVG, AVG)]
     if not comparisons:
         return []
-    index = np.array([i for i in range(len(groups))] * len(comparisons))
-    means = np.stack([c[3][g].mean for c in comparisons for g in groups])
-    covs = np.stack([c[3][g].cov for c in comparisons for g in groups])
-    low, high = B.intervals(means, covs, index, samples=samples, seed=seed, confidence=confidence)
+    means = np.concatenate([c[3].mean for c in comparisons])
+    covs = np.concatenate([c[3].cov for c in comparisons])
+    low, high = B.intervals(means, covs, samples=samples, seed=seed, confidence=confidence)
     diffs = means.mean(axis=1)
     out = []
     for n in range(len(comparisons)):
@@ -414,7 +455,7 @@ def write_report(report: dict, out: Path) -> list[Path]:
 
     out = Path(out)
     written = []
-    atomic_write_json(out / "report.json", report)
+    atomic_write_text(out / "report.json", json.dumps(report) + "\n")  # compact: large grids, fast encoder
     written.append(out / "report.json")
     for name, text in csv_tables(report).items():
         atomic_write_text(out / name, text)
