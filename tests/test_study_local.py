@@ -43,7 +43,7 @@ def _cli(args, env, **kw):
 
 def test_local_study_killed_then_resumed(e2e_world, tmp_path):
     config = study_config(e2e_world, tmp_path / "study.yaml", tmp_path / "runs")
-    env = e2e_world.env(WANDB_DIR=str(tmp_path / "wandb"))
+    env = e2e_world.env()  # W&B files in each run directory
     root = tmp_path / "runs" / "tiny"
     last = root / "cells" / "demo_nli-none-s1"
     pointer = last / "target" / "checkpoints" / "latest_complete"

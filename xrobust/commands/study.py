@@ -55,7 +55,7 @@ def add_parsers(sub) -> None:
 
     p = cmds.add_parser("demo", help="a small study on the embedded demo world, run here, with its report")
     p.add_argument("--out", default="runs", help="output folder (default: runs/)")
-    p.add_argument("--ranks", type=int, default=2, help="processes per run (default 2, as `xrobust demo`)")
+    p.add_argument("--ranks", type=int, default=1, help="processes per run (torchrun when > 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_demo)
 
