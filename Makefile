@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # the venv's tools first: DeepSpeed builds its CPU ops with whichever ninja is on PATH
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-large bench-gpu venv clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra tests
+
+# XLM-R Large at full size on 2 CPU ranks (~20 min, ~16 GiB); `make test` skips it
+test-large: $(STAMP)
+	XROBUST_LARGE=1 $(BIN)/python -m pytest -ra -s tests/test_xlmr_large.py
+
+# on a GPU machine: XLM-R Large ZeRO-3 bf16 step time, MFU, memory, kernel bandwidth (docs/BENCHMARKS.md)
+bench-gpu: $(STAMP)
+	$(BIN)/xrobust bench gpu --json bench-gpu.json
 
 clean:
 	rm -rf $(VENV) runs

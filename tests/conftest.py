@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+import hub_server  # noqa: E402
+
+# Every test session talks to a local replica hub (tests/hub_server.py), never to the real one;
+# this must happen before anything imports datasets or huggingface_hub.
+REPLICA_HUB = hub_server.install()
+
 from e2e_world import e2e_world, reference_run  # noqa: E402,F401  (session fixtures of the end-to-end tests)
+
+
+@pytest.fixture(scope="session")
+def hub():
+    """The replica hub with every dataset the registry loads by default (tests/hub_replicas.py)."""
+    from hub_replicas import build_replicas
+
+    if "google/xtreme" not in REPLICA_HUB.store.repos:
+        build_replicas(REPLICA_HUB.store)
+    return REPLICA_HUB
 
 
 def _running_cluster(root, **kw):
@@ -44,6 +61,16 @@ def multinode_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def restore_environment():
+    """For modules that run the CLI in-process: joining a 1-rank process group sets RANK etc. in
+    os.environ, and later tests that launch jobs must not inherit them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-SIZES = {"train": 200, "dev": 40, "test": 40, "tatoeba": 40, "corpus_mono": 200, "corpus_parallel": 300,
+SIZES = {"train": 200, "train_target": 200, "dev": 40, "test": 40, "tatoeba": 40, "corpus_mono": 200, "corpus_parallel": 300,
          "corpus_codeswitch": 300, "vocab_size": 400}
 TASKS = ["demo_nli", "demo_tag"]
 MAX_STEPS = 12
@@ -76,7 +76,7 @@ class E2EWorld:
 def build(root: Path) -> E2EWorld:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from xrobust.data.synthetic import build_world
+    from xrobust.demo.world import build_world
 
     root = Path(root)
     world = build_world(root / "world", seed=0, sizes=SIZES)

@@ -36,7 +36,7 @@ def generate_sentences(n: int = 600, seed: int = 0) -> list[str]:
 
 
 def build_tokenizer(tmp_dir, vocab_size: int = 500, seed: int = 0):
-    from xrobust.data.tokenizer import train_sentencepiece_tokenizer
+    from xrobust.demo.tokenizer import train_sentencepiece_tokenizer
 
     return train_sentencepiece_tokenizer(generate_sentences(seed=seed), tmp_dir, vocab_size)
 

@@ -330,7 +330,7 @@ def test_triton_init(norm):
 def test_bench_smoke(tmp_path):
     import argparse
 
-    from xrobust.kernels import bench
+    from xrobust.bench import kernels as bench
 
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)

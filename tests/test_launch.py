@@ -26,15 +26,6 @@ def _env(**extra) -> dict:
     return env
 
 
-def test_templates_and_slurm_copies_are_identical():
-    src = xslurm.template_dir()
-    names = sorted(p.name for p in src.iterdir() if p.suffix in (".sbatch", ".sh"))
-    assert names == sorted(p.name for p in (REPO / "slurm").iterdir() if p.suffix in (".sbatch", ".sh"))
-    for name in names:
-        assert (src / name).read_bytes() == (REPO / "slurm" / name).read_bytes(), \
-            f"slurm/{name} differs from xrobust/launch/templates/{name}: copy the template over it"
-
-
 def test_render_errors_and_output(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("name: t\nphases:\n  target:\n    tasks: [xnli]\n")

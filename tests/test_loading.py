@@ -8,7 +8,6 @@ import json
 import datasets
 import pytest
 
-from xrobust.data import loading
 from xrobust.data.loading import hub_load_args, load_bitext, load_examples, task_labels
 from xrobust.errors import DataError
 from xrobust.tasks import get_task
@@ -166,30 +165,6 @@ def test_bitext_hub_layout(tmp_path, cache):
     ds = load_examples("tatoeba", "test", "es", source={"path": str(path), "adapter": "hub"},
                        cache_dir=cache)
     assert ds.column_names == ["id", "text"] and ds["text"] == ["Hola"]
-
-
-def test_hub_path_end_to_end_with_fake_hub(monkeypatch, cache):
-    """The hub route (calls, adapters, ANLI+ concatenation, unique ids) with load_dataset
-    replaced by in-memory rows in each dataset's hub layout."""
-    calls = []
-    nli = {"premise": ["p"], "hypothesis": ["h"], "label": [1]}
-
-    def fake_load_dataset(path, name=None, split=None, cache_dir=None):
-        calls.append((path, name, split))
-        if path == "facebook/anli":
-            return datasets.Dataset.from_dict({**nli, "uid": ["same-uid"], "reason": [""]})
-        if path == "nyu-mll/glue":
-            return datasets.Dataset.from_dict({**nli, "idx": [0]})
-        return datasets.Dataset.from_dict({"premise": ["p", "q"], "hypothesis": ["h", "r"],
-                                           "label": [2, -1]})
-
-    monkeypatch.setattr(loading.datasets, "load_dataset", fake_load_dataset)
-    ds = load_examples("anli_plus", "train", cache_dir=cache)
-    assert calls == [("facebook/anli", None, "train_r1"), ("facebook/anli", None, "train_r2"),
-                     ("facebook/anli", None, "train_r3"), ("nyu-mll/glue", "mnli", "train"),
-                     ("stanfordnlp/snli", "plain_text", "train")]
-    assert len(ds) == 5 and ds["label"] == [1, 1, 1, 1, 2]
-    assert len(set(ds["id"])) == 5 and ds["id"][0] == "anli_train_r1:same-uid"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,7 +369,7 @@ def test_label_outside_label_set(tmp_path, cache):
         load_examples("panx", "train", source={"path": str(tmp_path / "t.conll")},
                       cache_dir=cache)
     (tmp_path / "r.csv").write_text("text_a,label\nok,positive\nbad,neutral\n")
-    with pytest.raises(DataError, match=r"r\.csv, row 2: label 'neutral'"):
+    with pytest.raises(DataError, match=r"r\.csv:3: label 'neutral'"):  # line 3: the header is line 1
         load_examples("sst2", "train", source={"path": str(tmp_path / "r.csv")},
                       cache_dir=cache)
 
@@ -478,3 +453,110 @@ def test_unknown_extension_and_format(tmp_path, cache):
                       cache_dir=cache)
     with pytest.raises(DataError, match=r"data.sources.sst2.format: 'xml' is not one of"):
         load_examples("sst2", "train", source={"path": "x", "format": "xml"}, cache_dir=cache)
+
+
+def test_qa_answers_off_by_a_few_characters_are_moved_back(tmp_path, cache, capfd):
+    from xrobust.data import stats
+    from xrobust.data.loading import MAX_ANSWER_SHIFT, align_answers
+
+    ctx = "Paris is in France. France is big."
+    path = write_jsonl(tmp_path / "qa.jsonl", [
+        {"id": "ok", "question": "q", "context": ctx, "answers": {"text": ["France"], "answer_start": [12]}},
+        {"id": "shift", "question": "q", "context": ctx, "answers": {"text": ["France"], "answer_start": [14]}},
+        {"id": "far", "question": "q", "context": ctx, "answers": {"text": ["big"], "answer_start": [2]}}])
+    ds = load_examples("squad", "train", source={"path": str(path)}, cache_dir=cache)
+    assert [a["answer_start"] for a in ds["answers"]] == [[12], [12], [2]]  # nearest occurrence; far kept
+    assert stats._LOADS[("squad", "train", "en")] == {"realigned": 1, "unaligned": 1}
+    assert "squad train en: 1 answer(s) moved back onto their text" in capfd.readouterr().err
+    # the window is the limit: an occurrence further away than MAX_ANSWER_SHIFT is not taken
+    far = {"text": ["x"], "answer_start": [0]}
+    assert align_answers(["." * (MAX_ANSWER_SHIFT + 1) + "x"], [far]) == ([far], 0, 1)
+    assert align_answers(["." * MAX_ANSWER_SHIFT + "x"], [far])[0][0]["answer_start"] == [MAX_ANSWER_SHIFT]
+
+
+def test_percentiles_are_nearest_rank():
+    from xrobust.data.stats import percentiles
+
+    assert percentiles(list(range(1, 101))) == {"p50": 50, "p90": 90, "p99": 99, "max": 100}
+    assert percentiles([7]) == {"p50": 7, "p90": 7, "p99": 7, "max": 7}
+    assert percentiles([]) == {"p50": 0, "p90": 0, "p99": 0, "max": 0}
+
+
+def test_canonical_parquet_classlabels_map_by_name(tmp_path, cache):
+    # a file in canonical layout whose label column is a ClassLabel in another order than ours
+    names = ["contradiction", "neutral", "entailment"]
+    feats = datasets.Features({"text_a": datasets.Value("string"), "text_b": datasets.Value("string"),
+                               "label": datasets.ClassLabel(names=names)})
+    datasets.Dataset.from_dict({"text_a": ["a", "b", "c"], "text_b": ["x", "y", "z"], "label": [0, 1, 2]},
+                               features=feats).to_parquet(str(tmp_path / "m.parquet"))
+    ds = load_examples("mnli", "train", source={"path": str(tmp_path / "m.parquet")}, cache_dir=cache)
+    labels = get_task("mnli").labels
+    assert [labels[k] for k in ds["label"]] == names
+
+
+# -- text: UTF-8, none missing or blank, named by file and line -------------------------------------
+
+def test_rows_are_named_by_the_line_they_start_on(tmp_path, cache):
+    # a quoted CSV field spanning two lines, and a blank line: the bad row starts on line 6
+    (tmp_path / "q.csv").write_text('text_a,label\n"two\nlines",positive\n\nok,negative\n"  ",positive\n')
+    with pytest.raises(DataError, match=r"q\.csv:6 \(id 'sst2-train-en-2'\): text_a is empty \('  '\)"):
+        load_examples("sst2", "train", source={"path": str(tmp_path / "q.csv")}, cache_dir=cache)
+    # a hub-layout file whose adapter drops rows (SNLI's unlabeled ones): the line still names the row
+    path = write_jsonl(tmp_path / "snli.jsonl", [
+        {"premise": "p", "hypothesis": "h", "label": -1}, {"premise": "p", "hypothesis": "h", "label": 0},
+        {"premise": "p", "hypothesis": " ", "label": 1}])
+    with pytest.raises(DataError, match=r"snli\.jsonl:3 \(id .*\): text_b is empty"):
+        load_examples("anli_plus", "train", source={"path": str(path), "adapter": "snli"}, cache_dir=cache)
+
+
+@pytest.mark.parametrize("task, split, lang, row", [
+    ("hellaswag", "train", "en", {"prompt": "p", "choices": ["a", None, "c", "d"], "label": 0}),
+    ("panx", "train", "en", {"tokens": [], "tags": []}),
+    ("squad", "train", "en", {"question": "", "context": "c", "answers": {"text": [], "answer_start": []}}),
+])
+def test_every_format_checks_its_text(tmp_path, cache, task, split, lang, row):
+    path = write_jsonl(tmp_path / "t.jsonl", [row])
+    with pytest.raises(DataError, match=r"t\.jsonl:1 \(id .*\): (choices\[1\] is missing|tokens is an empty list|"
+                                        r"question is empty)"):
+        load_examples(task, split, lang, source={"path": str(path)}, cache_dir=cache)
+
+
+def test_csv_text_is_taken_as_written(tmp_path, cache):
+    # pandas would read these fields as missing values
+    (tmp_path / "na.tsv").write_text("text_a\ttext_b\tlabel\nNA\tnull\tneutral\nNone\tnan\tentailment\n")
+    ds = load_examples("mnli", "train", source={"path": str(tmp_path / "na.tsv")}, cache_dir=cache)
+    assert ds["text_a"] == ["NA", "None"] and ds["text_b"] == ["null", "nan"]
+
+
+def test_text_that_is_not_utf8_is_named_by_file_and_line(tmp_path, cache):
+    def load(name, data, task="sst2", split="train", lang="en", **source):
+        (tmp_path / name).write_bytes(data)
+        return load_examples(task, split, lang, source={"path": str(tmp_path / name), **source}, cache_dir=cache)
+
+    for name, data, task, split, lang, line in [
+        ("u.csv", b"text_a,label\nok,positive\nna\xefve,negative\n", "sst2", "train", "en", 3),
+        ("u.conllu", b"# c\n1\tHaus\t_\tNOUN\t_\t_\t_\t_\t_\t_\n\n1\tStra\xdfe\t_\tNOUN\t_\t_\t_\t_\t_\t_\n",
+         "udpos", "test", "de", 4),
+        ("u.json", b'{"data": [{"paragraphs": [{"context": "c",\n "qas": []}]}],\n "v": "\xff"}', "squad", "train",
+         "en", 3),
+    ]:
+        with pytest.raises(DataError, match=rf"u\.{name[2:]}:{line}: not valid UTF-8 \(.*\); expected UTF-8 text"):
+            load(name, data, task, split, lang, **({"format": "squad"} if name.endswith(".json") else {}))
+    # a Parquet file stores bytes: the row is named when the loader reads it
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = pa.array([b"ok", b"caf\xe9"], type=pa.binary()).view(pa.string())
+    pq.write_table(pa.table({"text_a": text, "label": [0, 1]}), tmp_path / "u.parquet")
+    with pytest.raises(DataError, match=r"u\.parquet, row 2: text_a is not valid UTF-8"):
+        load_examples("sst2", "train", source={"path": str(tmp_path / "u.parquet")}, cache_dir=cache)
+
+
+def test_parse_error_report_survives_bytes_that_are_not_utf8(tmp_path):
+    from pathlib import Path
+
+    from xrobust.data.loading import _parse_error
+
+    path = Path(tmp_path / "p.jsonl")
+    path.write_bytes(b'{"text_a": "caf\xe9"}\n{"text_a": oops}\n')
+    assert _parse_error(path, "jsonl", ValueError("x")).startswith(f"{path}:2: invalid JSON")

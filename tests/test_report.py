@@ -8,8 +8,8 @@ from xrobust.cli import main
 from xrobust.errors import DataError
 from xrobust.evaluation import metrics as M
 from xrobust.evaluation.plots import delta_png, heatmap_png
-from xrobust.evaluation.report import (build_results, compare_markdown, language_deltas, load_results,
-                                       write_report, write_results, xtreme_markdown)
+from xrobust.evaluation.report import compare_markdown, write_report, xtreme_markdown
+from xrobust.evaluation.results import build_results, language_deltas, load_results, write_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -105,3 +105,80 @@ def test_compare_cli(tmp_path, capsys):
     assert (tmp_path / "cmp" / "compare.md").read_text().startswith("| task |")
     assert main(["compare", str(tmp_path / "base")]) == 2
     assert main(["compare", str(tmp_path / "base"), str(tmp_path / "nope")]) == 2
+
+
+def _demo_results():
+    langs = ["en", "xa", "xb", "xc"]
+    return build_results({"demo_xnli": {l: {"accuracy": v} for l, v in zip(langs, [78.5, 32.0, 53.5, 43.5])},
+                          "demo_tatoeba": {l: {"accuracy": v} for l, v in zip(langs[1:], [30.5, 19.5, 23.5])}})
+
+
+def test_xtreme_column_explains_a_missing_score():
+    demo = xtreme_markdown(_demo_results(), "Zero-shot results: demo")
+    assert "| score | 24.5 | 51.9 | not defined (no XTREME task evaluated) |" in demo
+    assert "none of them was evaluated" in demo and " - |" not in demo.split("## Scores per language")[0]
+    partial = xtreme_markdown(build_results(_scores(tasks=["xnli", "mlqa"])))
+    assert "not defined (2 of 9 XTREME tasks)" in partial and "this run lacks pawsx, panx" in partial
+    assert "| score | 80.0 | 50.0 | not defined" in partial
+    full = xtreme_markdown(build_results(_scores()))
+    assert "| 67.0 |" in full and "not defined" not in full
+
+
+def _write_labels(root):
+    (root / "xnli").mkdir(parents=True)
+    (root / "xnli" / "test-de.tsv").write_text("entailment\nneutral\ncontradiction\nneutral\n")
+    (root / "tatoeba").mkdir()
+    (root / "tatoeba" / "test-de.tsv").write_text("".join(f"{i}\n" for i in range(200)))
+    (root / "panx").mkdir()
+    (root / "panx" / "test-de.tsv").write_text("B-PER\nI-PER\nO\nO\n\nO\nB-LOC\n\n")
+    (root / "udpos").mkdir()
+    (root / "udpos" / "test-de.tsv").write_text("NOUN\n\nNOUN\n\nVERB\n\n")
+    (root / "xquad").mkdir()
+    articles = [{"paragraphs": [{"qas": [{"id": str(i), "answers": [{"text": t}]}]}]}
+                for i, t in enumerate(["Anna Berg", "Kaldur", "Anna Berg", "the red cup"])]
+    (root / "xquad" / "test-de.json").write_text(json.dumps({"data": articles}))
+    (root / "unknown_task").mkdir()
+    (root / "unknown_task" / "test-de.tsv").write_text("x\n")
+
+
+def test_chance_levels_from_gold_files(tmp_path):
+    from xrobust.evaluation.report import chance_levels
+
+    _write_labels(tmp_path / "labels")
+    chance = chance_levels(tmp_path / "labels")
+    assert chance["xnli"]["de"] == pytest.approx(50.0)  # majority label: neutral, 2 of 4
+    assert chance["tatoeba"]["de"] == pytest.approx(0.5)  # 1 of 200 candidates
+    assert chance["panx"]["de"] == 0.0  # all "O": no entity found
+    # every word NOUN: 2 of the 3 one-word chunks found, 2 of 3 predicted right
+    assert chance["udpos"]["de"] == pytest.approx(200 / 3)
+    # "Anna Berg" for every question: 2 of 4 exact; (EM 50 + F1 50) / 2
+    assert chance["xquad"]["de"] == pytest.approx(50.0)
+    assert "unknown_task" not in chance
+    assert chance_levels(tmp_path / "missing") == {}
+
+
+def test_heatmap_prints_values_chance_and_a_fitting_title(tmp_path):
+    from xrobust.evaluation.plots import heatmap_figure, heatmap_title
+
+    chance = {"demo_xnli": {l: 100 / 3 for l in ("en", "xa", "xb", "xc")},
+              "demo_tatoeba": {l: 0.5 for l in ("xa", "xb", "xc")}}
+    fig = heatmap_figure(_demo_results(), chance)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert {"78.5", "32.0", "53.5", "43.5", "30.5", "19.5", "23.5", "-"} == set(texts)  # "-": tatoeba has no en
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert rows == ["demo_tatoeba\n(chance 0.5)", "demo_xnli\n(chance 33.3)"]
+    assert ax.get_title() == "Zero-shot scores per language"
+    # the colour is the score relative to chance: xa's 32.0 (below chance) is red, xb's 53.5 blue
+    image = ax.images[0].get_array()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["en", "xa", "xb", "xc"]
+    assert image[1, 1] < 0 < image[1, 2] and image[0, 1] > 0 and image.mask[0, 0]
+    assert heatmap_title(build_results(_scores())) == "XTREME zero-shot scores per language (XTREME score 67.0)"
+    assert heatmap_title(build_results(_scores(tasks=["xnli"]))) == "XTREME zero-shot scores per language"
+    # write_report finds the chance levels in the run's labels/ folder
+    run = tmp_path / "run"
+    _write_labels(run / "labels")
+    write_report(build_results(_scores(tasks=["xnli", "tatoeba"])), run)
+    md = (run / "report.md").read_text()
+    assert "| xnli | 50.0 |" in md and "| tatoeba | 0.5 |" in md
+    _assert_png(run / "heatmap.png")

@@ -54,7 +54,7 @@ def toy_run(one_thread, tmp_path_factory):
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from xrobust.data.loading import load_examples
-    from xrobust.data.synthetic import build_world
+    from xrobust.demo.world import build_world
     from xrobust.modeling import save_heads
     from xrobust.modeling.model import XRobustModel, head_spec_for
     from xrobust.tasks import get_task
@@ -109,7 +109,7 @@ def _cfg(toy_run, *overrides):
 def _task_data(toy_run, task: str, lang: str, split: str = "test"):
     from transformers import AutoTokenizer
 
-    from xrobust.evaluation.run import _phase_for
+    from xrobust.evaluation.finished_run import phase_for
     from xrobust.tasks import get_task
     from xrobust.training.data import featurize_cached, load_split
     from xrobust.training.trainer import load_trained
@@ -119,7 +119,7 @@ def _task_data(toy_run, task: str, lang: str, split: str = "test"):
     model = load_trained(toy_run["model_dir"])
     tokenizer = AutoTokenizer.from_pretrained(toy_run["model_dir"])
     examples = load_split(cfg, spec, split, lang)
-    features = featurize_cached(cfg, spec, examples, tokenizer, _phase_for(cfg, task), train=False)
+    features = featurize_cached(cfg, spec, examples, tokenizer, phase_for(cfg, task), train=False)
     return cfg, spec, model, tokenizer, examples, features
 
 
@@ -129,7 +129,7 @@ def _task_data(toy_run, task: str, lang: str, split: str = "test"):
                                              ("demo_xqa", "normal", "l2")])
 def test_zero_noise_equals_clean_metric_exactly(toy_run, task, noise, norm):
     from xrobust.evaluation.predict import forward_outputs, predict, score
-    from xrobust.evaluation.robustness import Attack, attack_metric, perturbed_outputs
+    from xrobust.evaluation.robustness import Attack, attack_metric, perturbation
 
     cfg, spec, model, tokenizer, examples, features = _task_data(toy_run, task, "xb")
     clean = score(spec, examples, predict(model, spec, examples, features, tokenizer, 16), "xb")
@@ -137,10 +137,10 @@ def test_zero_noise_equals_clean_metric_exactly(toy_run, task, noise, norm):
     assert attack_metric(model, spec, examples, features, tokenizer, 16, attack, 0.0, "xb") == clean
     # not only the metric: the logits themselves are bit-identical to the evaluation path's
     ref = forward_outputs(model, features, tokenizer, spec.head, 16)
-    got = perturbed_outputs(model, features, tokenizer, spec.head, 16, attack, 0.0)
+    got = forward_outputs(model, features, tokenizer, spec.head, 16, perturbation=perturbation(attack, 0.0))
     assert all(np.array_equal(a, b) for a, b in zip(ref, got))
     # and noise of a visible size does change them (the perturbation is really injected)
-    moved = perturbed_outputs(model, features, tokenizer, spec.head, 16, attack, 1.0)
+    moved = forward_outputs(model, features, tokenizer, spec.head, 16, perturbation=perturbation(attack, 1.0))
     assert any(not np.array_equal(a, b) for a, b in zip(ref, moved))
 
 
@@ -219,16 +219,56 @@ def test_pgd_curve_does_not_beat_clean_and_writes_outputs(toy_run, tmp_path):
 def test_pgd_on_span_qa_uses_gold_spans(toy_run):
     from xrobust.evaluation.predict import predict, score
     from xrobust.evaluation.robustness import Attack, attack_metric, with_qa_targets
-    from xrobust.evaluation.run import _phase_for
+    from xrobust.evaluation.finished_run import phase_for
 
     cfg, spec, model, tokenizer, examples, features = _task_data(toy_run, "demo_xqa", "en")
-    feats = with_qa_targets(cfg, spec, examples, features, tokenizer, _phase_for(cfg, "demo_xqa"))
+    kept, feats, skipped = with_qa_targets(cfg, spec, examples, features, tokenizer, phase_for(cfg, "demo_xqa"))
+    assert skipped == 0 and len(kept) == len(examples) and len(feats) == len(features)
     assert any(s > 0 for s in feats["start_positions"])  # answers found inside windows
     clean = score(spec, examples, predict(model, spec, examples, features, tokenizer, 16), "en")
     pgd = Attack("pgd", steps=2, backend="eager")
     assert attack_metric(model, spec, examples, feats, tokenizer, 16, pgd, 0.0, "en") == clean
     hit = attack_metric(model, spec, examples, feats, tokenizer, 16, pgd, 2.0, "en")
     assert hit["f1"] <= clean["f1"]
+
+
+def test_pgd_on_span_qa_drops_and_reports_answers_not_in_their_context(toy_run, tmp_path, capsys):
+    """An answer not found near its answer_start (google/xtreme's QA sets have some) has no gold span
+    for PGD's loss: the example is left out of every curve of the task and counted in the settings."""
+    from xrobust.cli import main
+    from xrobust.evaluation.predict import predict, score
+    from xrobust.evaluation.finished_run import phase_for
+    from xrobust.training.data import featurize_cached, load_split
+
+    data = tmp_path / "data"
+    shutil.copytree(toy_run["world"]["data_root"] / "demo_xqa", data / "demo_xqa")
+    path = data / "demo_xqa" / "test-xb.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for i in (0, 3):  # far from its text (more than MAX_ANSWER_SHIFT characters): not realigned
+        context, text, start = rows[i]["context"], rows[i]["answers"]["text"][0], rows[i]["answers"]["answer_start"][0]
+        moved = 0 if start > len(context) // 2 else len(context) - len(text)
+        assert text not in context[max(0, moved - 10):moved + 10 + len(text)]
+        rows[i]["answers"]["answer_start"] = [moved]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "rob"
+    rc = main(["robustness", "--run", str(toy_run["run"]), "--set", f"data.root={data}", "--tasks", "demo_xqa",
+               "--languages", "xb", "--attack", "noise", "pgd", "--eps", "0", "1", "--pgd-steps", "1",
+               "--max-examples", "16", "--kernel-backend", "eager", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    result = json.loads((out / "robustness.json").read_text())
+    report = result["settings"]["data"]["demo_xqa"]["xb"]
+    assert report["examples"] == 16 and report["unaligned"] == 2 and report["skipped"] == 2
+    assert "data demo_xqa test xb: 16 examples" in err and "skipped 2" in err
+    curves = result["tasks"]["demo_xqa"]
+    assert curves["noise"]["xb"][0] == curves["pgd"]["xb"][0]  # one example set for every curve
+    # eps = 0 is the clean F1 of the 14 attacked examples
+    _, spec, model, tokenizer, *_ = _task_data(toy_run, "demo_xqa", "xb")
+    cfg = _cfg(toy_run, f"data.root={data}")
+    examples = load_split(cfg, spec, "test", "xb").select([i for i in range(16) if i not in (0, 3)])
+    features = featurize_cached(cfg, spec, examples, tokenizer, phase_for(cfg, "demo_xqa"), train=False)
+    clean = score(spec, examples, predict(model, spec, examples, features, tokenizer, 16), "xb")
+    assert curves["pgd"]["xb"][0] == [0.0, clean["f1"]]
 
 
 def test_bad_arguments_are_clear_errors(toy_run):
@@ -308,6 +348,54 @@ def test_non_parallel_sets_are_a_clear_error(toy_run, tmp_path, edit, match):
     assert not (tmp_path / "xl").exists()
 
 
+def test_non_parallel_hub_sets_point_to_xtreme_dir(toy_run, tmp_path, capsys, hub):
+    """PAWS-X from the hub is not parallel in every language (rows lost to quote handling): the error
+    names the hub sets and says how to get XTREME's parallel ones; sets read from data.xtreme_dir
+    are named by their files."""
+    from hub_replicas import pawsx_lost_rows
+    from xrobust.cli import main
+
+    pawsx_lost_rows(hub.store, "pawsx-lost-rows")
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(toy_run["run"] / "config.yaml", run / "config.yaml")
+    (run / "models.json").write_text(json.dumps({"pawsx": str(toy_run["model_dir"]),
+                                                 "phase:target": str(toy_run["model_dir"])}))
+
+    def matrix(split, *settings):
+        args = ["robustness", "--run", str(run), "--crosslingual-only", "--tasks", "pawsx", "--languages", "en", "es",
+                "--split", split, "--out", str(tmp_path / "xl")]
+        for setting in settings:
+            args += ["--set", setting]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err.strip().splitlines()[-1]
+
+    hub_sets = "data.sources.pawsx.revision=pawsx-lost-rows"
+    err = matrix("dev", hub_sets)
+    assert err.startswith("error: task pawsx split dev: hub dataset google/xtreme (config PAWS-X.es, split validation, "
+                          "revision pawsx-lost-rows) (es) has 3 examples, hub dataset google/xtreme (config PAWS-X.en, "
+                          "split validation, revision pawsx-lost-rows) (en) has 4"), err
+    assert err.endswith("XTREME's pawsx sets are parallel: set data.xtreme_dir (the folder XTREME's "
+                        "scripts/download_data.sh writes; docs/TASKS.md)"), err
+    # on test, XTREME's folder has no labels: evaluate on its dev sets, or give labeled test files
+    err = matrix("test", hub_sets)
+    assert "(config PAWS-X.es, split test, revision pawsx-lost-rows) (es) has 3 examples" in err, err
+    assert err.endswith("set data.xtreme_dir (the folder XTREME's scripts/download_data.sh writes; docs/TASKS.md) "
+                        "and evaluate on dev (--split dev; its test sets have no labels), or give labeled parallel "
+                        "test files in data.sources.pawsx.path"), err
+    xtreme = tmp_path / "xtreme"
+    (xtreme / "pawsx").mkdir(parents=True)
+    for lang, n in (("en", 3), ("es", 2)):
+        (xtreme / "pawsx" / f"dev-{lang}.tsv").write_text("".join(f"s{i}\tt{i}\t{i % 2}\n" for i in range(n)))
+    # sets that are not the hub's: named by file, no advice about the hub
+    err = matrix("dev", f"data.xtreme_dir={xtreme}")
+    assert err == (f"error: task pawsx split dev: {xtreme / 'pawsx' / 'dev-es.tsv'} (es) has 2 examples, "
+                   f"{xtreme / 'pawsx' / 'dev-en.tsv'} (en) has 3; the generalized cross-lingual matrix needs "
+                   "parallel sets (translations in the same order)"), err
+
+
 def test_crosslingual_rejects_tasks_without_the_setting(toy_run):
     from xrobust.errors import ConfigError
     from xrobust.evaluation.crosslingual import evaluate_crosslingual
@@ -341,7 +429,7 @@ def test_padding_benchmark_compares_like_with_like(toy_run):
     from argparse import Namespace
 
     from xrobust.errors import DataError
-    from xrobust.evaluation.bench import bench_padding
+    from xrobust.bench.evaluation import bench_padding
 
     args = Namespace(padding_world=str(toy_run["world"]["root"]), padding_task="demo_xnli", padding_batch_size=16,
                      padding_max_length=128, padding_repeats=1, seed=0, no_padding=False)

@@ -108,10 +108,13 @@ def test_score_cli_writes_json(tmp_path, capsys):
     assert "all_task:" in capsys.readouterr().out
 
 
-def test_only_tasks_present_in_both_folders_and_no_all_task(tmp_path):
+def test_only_gold_tasks_are_scored_and_no_all_task(tmp_path):
     pred, gold = make_submission(tmp_path)
     import shutil
     shutil.rmtree(pred / "tydiqa")
+    with pytest.raises(DataError, match=r"no prediction folder for the gold task\(s\) tydiqa"):
+        score_folder(pred, gold)  # a gold task without predictions is never skipped silently
+    shutil.rmtree(gold / "tydiqa")
     out = score_folder(pred, gold)
     assert "all_task" not in out and "qa" not in out and "tydiqa" not in out
     assert out["classification"] == approx((80 + (100 + 14 * 75) / 15) / 2)
@@ -182,6 +185,9 @@ def test_qa_file_errors(tmp_path):
 def test_no_shared_task_and_missing_folder(tmp_path):
     (tmp_path / "p" / "xnli").mkdir(parents=True)
     (tmp_path / "g" / "pawsx").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"no prediction folder for the gold task\(s\) pawsx"):
+        score_folder(tmp_path / "p", tmp_path / "g")
+    (tmp_path / "g" / "pawsx").rmdir()
     with pytest.raises(DataError, match="share no task folder"):
         score_folder(tmp_path / "p", tmp_path / "g")
     with pytest.raises(DataError, match="prediction folder not found"):

@@ -230,7 +230,7 @@ def test_pipeline_chain_of_two_node_jobs(multinode_cluster, tmp_path):
     assert [j[0] for j in jobs] == ["intermediate_multitask", "target_array", "evaluate"], res.stdout
     ids = [j[1] for j in jobs]
     assert f"--dependency=afterok:{ids[0]}" in jobs[1][2] and f"--dependency=afterok:{ids[1]}" in jobs[2][2]
-    assert xslurm.wait_for_job(ids[2], timeout=300, poll=0.5, env=env) == "COMPLETED"
+    assert xslurm.wait_for_job(ids[2], timeout=900, poll=0.5, env=env) == "COMPLETED"
     print(f"pipeline of 2-node jobs: {time.monotonic() - t0:.1f} s")
 
     lines = [line.split(" ", 2) for line in record.read_text().splitlines()]  # job id, host, command line

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from xrobust.data.synthetic import DEMO_LANGUAGES, DEMO_TASKS, MAX_LENGTH, build_world
+from xrobust.demo.world import DEMO_LANGUAGES, DEMO_TASKS, MAX_LENGTH, build_world
 from xrobust.errors import DataError
 
-SMALL = {"train": 120, "dev": 30, "test": 30, "tatoeba": 30, "corpus_mono": 300, "corpus_parallel": 400,
+SMALL = {"train": 120, "train_target": 150, "dev": 30, "test": 30, "tatoeba": 30, "corpus_mono": 300, "corpus_parallel": 400,
          "corpus_codeswitch": 300}
 CYRILLIC = re.compile(r"[\u0400-\u04FF]")
 
@@ -73,6 +73,8 @@ def test_split_and_language_layout(world):
             assert spec["splits"] == {"train": ["en"], "dev": list(DEMO_LANGUAGES), "test": list(DEMO_LANGUAGES)}
         for split, langs in spec["splits"].items():
             n = SMALL["tatoeba"] if spec["format"] == "retrieval" else SMALL[split]
+            if split == "train" and spec["role"] == "target":
+                n = SMALL["train_target"]
             ids = None
             for lang in langs:
                 rows = read_jsonl(data / name / f"{split}-{lang}.jsonl")
@@ -213,7 +215,7 @@ def test_pretrain_mlm_saves_a_loadable_deterministic_encoder(world, tmp_path):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from xrobust.modeling.pretrain import pretrain_mlm
+    from xrobust.demo.pretrain import pretrain_mlm
 
     a = pretrain_mlm(world, tmp_path / "a", steps=8, batch_size=8, lr=1e-3, seed=3)
     b = pretrain_mlm(world, tmp_path / "b", steps=8, batch_size=8, lr=1e-3, seed=3)
@@ -229,7 +231,7 @@ def test_pretrain_mlm_saves_a_loadable_deterministic_encoder(world, tmp_path):
 
 
 def test_cognate_lexicons_share_roots_but_not_whole_words():
-    from xrobust.data import synthetic_lexicon as X
+    from xrobust.demo import lexicon as X
 
     content = [*X.OBJECT_NOUNS, *X.PERSON_NOUNS, *X.VERBS, *X.FACT_VERBS, *X.ADJECTIVES]
     en = X.LEXICONS["en"]
@@ -240,3 +242,77 @@ def test_cognate_lexicons_share_roots_but_not_whole_words():
         assert 0.5 * len(content) <= len(shared) <= (1 - X.NON_COGNATE_SHARE / 2) * len(content), (lang, len(shared))
         assert not any(lex[c].form == en[c].form for c in content), lang
     assert all(CYRILLIC.search(X.LEXICONS["xc"][c].form) for c in content)
+
+
+def test_nli_label_follows_polarity_and_what_each_side_states():
+    from xrobust.demo import task_generators as T
+
+    event = {"agent": {"kind": "name", "name": "Nina", "ner": "PER"}, "verb": "buy", "neg": False,
+             "obj": {"kind": "noun", "noun": "cup", "det": "a", "adj": None, "num": None},
+             "pps": [("in", {"kind": "name", "name": "Kaldur", "ner": "LOC"}, "loc")], "time": "yesterday"}
+    short, long_ = set(), {"loc"}
+    cases = [  # (premise slots, premise negated, hypothesis slots, hypothesis negated) -> label
+        (long_, False, short, False, "entailment"), (short, False, long_, False, "neutral"),
+        (short, True, long_, True, "entailment"), (long_, True, short, True, "neutral"),
+        (long_, False, short, True, "contradiction"), (short, False, long_, True, "neutral"),
+        (short, True, long_, False, "contradiction"), (long_, True, short, False, "neutral"),
+        (short, False, short, True, "contradiction"), (short, True, short, True, "entailment"),
+        ({"time"}, False, long_, False, "neutral"), ({"time"}, True, long_, False, "neutral"),
+        ({"time"}, False, long_, True, "neutral"), ({"time"}, True, long_, True, "neutral"),
+    ]
+    for p_slots, p_neg, h_slots, h_neg, label in cases:
+        premise, hyp = T._view(event, p_slots, p_neg), T._view(event, h_slots, h_neg)
+        row = T.nli_row("en", (premise, hyp, T.nli_label(premise, hyp)))
+        assert row["label"] == label, (p_slots, p_neg, h_slots, h_neg, row)
+    premise, hyp = T._view(event, {"loc", "time"}, True), T._view(event, short, False)
+    row = T.nli_row("en", (premise, hyp, T.nli_label(premise, hyp)))
+    assert (row["text_a"], row["text_b"]) == ("Nina never bought a cup in Kaldur yesterday.", "Nina bought a cup.")
+
+
+@pytest.mark.parametrize("facts", [False, True])
+def test_nli_label_given_one_side(facts):
+    """Bookkeeping on meanings: the best guess of the label from what a hypothesis shows (its
+    polarity and which slots it states), fitted on 20000 draws, is right 1/3 of the time on 20000
+    others; from a premise's polarity and slot count about half of the time (docs/DEMO.md: a
+    premise's length says whether it likely states one slot more or one less)."""
+    import random
+    from collections import Counter, defaultdict
+
+    from xrobust.demo import task_generators as T
+
+    rng, pools = random.Random(0), T.Pools("train")
+    draws = [T.sample_nli(rng, pools, facts) for _ in range(40000)]
+    views = {"hypothesis": lambda p, h: (h["neg"], tuple(sorted(T._statements(h)))),
+             "premise": lambda p, h: (p["neg"], len(T._statements(p)))}
+    best = {}
+    for side, view in views.items():
+        table = defaultdict(Counter)
+        for p, h, label in draws[:20000]:
+            table[view(p, h)][label] += 1
+        guess = {k: c.most_common(1)[0][0] for k, c in table.items()}
+        best[side] = sum(guess.get(view(p, h)) == label for p, h, label in draws[20000:]) / 20000
+    # one standard error of an accuracy near 1/3 over 20000 draws is 0.33 points
+    assert best["hypothesis"] < 1 / 3 + 0.012, best
+    assert 0.44 < best["premise"] < 0.52, best
+
+
+@pytest.mark.parametrize("task", ["demo_xnli", "demo_nli"])
+def test_nli_labels_need_premise_and_hypothesis(task):
+    """A bag-of-words classifier (naive Bayes on words and word pairs) fitted on the hypotheses
+    alone stays at chance (the hypothesis is drawn before the label); the same classifier given
+    both sides, with which words each side lacks, does far better than on either side alone."""
+    from xrobust.demo.world import DEFAULT_SIZES, generate_task
+    from xrobust.demo.transfer_check import nli_bow_baseline
+
+    rows = generate_task(task, 0, {**DEFAULT_SIZES, "train": 3000, "train_target": 3000, "dev": 3000, "test": 1})
+    train, dev = rows[("train", "en")], rows[("dev", "en")]
+    labels = DEMO_TASKS[task]["labels"]
+    counts = {label: sum(r["label"] == label for r in dev) for label in labels}
+    assert max(counts.values()) < 1.1 * min(counts.values()), counts  # balanced: chance is 1/3
+    # 3000 dev items: one standard error of an accuracy near 1/3 is 0.86 points
+    hyp = nli_bow_baseline(train, dev, labels, "hypothesis")
+    assert hyp["eval"] < 1 / 3 + 0.035, hyp
+    premise = nli_bow_baseline(train, dev, labels, "premise")
+    assert premise["eval"] < 1 / 3 + 0.09, premise
+    pair = nli_bow_baseline(train, dev, labels, "pair")
+    assert pair["eval"] > max(0.6, premise["eval"] + 0.15), pair

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from xrobust.cli import main
-from xrobust.errors import ConfigError
+from xrobust.data.loading import hub_load_args
+from xrobust.errors import ConfigError, DataError
 from xrobust.tasks import (
     DEMO_LANGUAGES,
     INTERMEDIATE_TASKS,
@@ -15,7 +16,7 @@ from xrobust.tasks import (
     all_tasks,
     get_task,
 )
-from xrobust.tasks.registry import TATOEBA_CODES, UD_LANGUAGE_NAMES
+from xrobust.tasks.registry import COSMOS_QA_REVISION, TATOEBA_CODES, UD_LANGUAGE_NAMES
 
 # REFERENCE section 3, verbatim.
 XTREME_LANGUAGES = {
@@ -133,6 +134,21 @@ def test_split_languages_are_zero_shot():
     assert get_task("tydiqa").splits() == ("train", "test")
 
 
+def test_udpos_dev_languages_match_the_hub():
+    # UD 2.5 (and google/xtreme's udpos configs) have no dev set for Kazakh, Thai, Tagalog, Yoruba
+    udpos = get_task("udpos")
+    assert set(udpos.languages) - set(udpos.split_languages("dev")) == {"kk", "th", "tl", "yo"}
+    assert udpos.split_languages("test") == udpos.languages
+    with pytest.raises(DataError, match=r"split 'dev' exists only in af ar .* got 'th'"):
+        hub_load_args("udpos", "dev", "th")
+
+
+def test_hub_sources_that_differ_from_xtreme_say_so():
+    for name in ("udpos", "pawsx", "bucc"):
+        assert "data.xtreme_dir" in get_task(name).hub_difference
+    assert not get_task("xnli").hub_difference and not get_task("panx").hub_difference
+
+
 def test_demo_tasks():
     demo = [t for t in all_tasks() if t.demo]
     assert {t.name for t in demo} == {"demo_nli", "demo_sentiment", "demo_mc", "demo_qa",
@@ -173,7 +189,10 @@ def test_cli_tasks_json(capsys):
     assert by_name["xnli"]["languages"] == XTREME_LANGUAGES["xnli"].split()
     assert by_name["xnli"]["sources"]["dev"][0] == {
         "dataset": "google/xtreme", "config": "XNLI", "split": "validation",
-        "adapter": "xtreme_xnli"}
+        "adapter": "xtreme_xnli", "revision": None}
+    assert by_name["cosmosqa"]["sources"]["train"][0]["revision"] == COSMOS_QA_REVISION
+    assert by_name["udpos"]["split_languages_only"]["dev"] == [
+        lang for lang in XTREME_LANGUAGES["udpos"].split() if lang not in ("kk", "th", "tl", "yo")]
 
 
 def test_cli_tasks_json_all_includes_demo(capsys):

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SIZES = {"train": 400, "dev": 40, "test": 40, "tatoeba": 40, "corpus_mono": 200, "corpus_parallel": 200,
+SIZES = {"train": 400, "train_target": 400, "dev": 40, "test": 40, "tatoeba": 40, "corpus_mono": 200, "corpus_parallel": 200,
          "corpus_codeswitch": 200, "vocab_size": 600}
 
 
@@ -22,7 +22,7 @@ def build_small_world(root: Path) -> dict:
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from xrobust.data.synthetic import build_world
+    from xrobust.demo.world import build_world
 
     world = build_world(root / "world", seed=0, sizes=SIZES)
     encoder = root / "encoder"

@@ -3,36 +3,43 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 
+from . import errors
 from .config import dump_yaml, to_dict
-from .errors import XRobustError
-from .io import atomic_write_json
-from .training import distributed as dist
-from .training.rundir import prepare_run_dir, write_description
-
-MODELS_FILE = "models.json"  # task -> directory of the model that carries its head
+from .errors import ConfigError, XRobustError
+from . import distributed as dist
+from .training.rundir import check_resumed_config, prepare_run_dir, read_models, write_description, write_models
 
 
 def run_root(cfg) -> Path:
     return Path(cfg.output_dir) / cfg.name
 
 
-def _prepare(cfg, *, resume: bool, overwrite: bool) -> Path:
+def _prepare(cfg, *, resume: bool, overwrite: bool, accept_config_change: bool, fresh_if_nothing_to_resume: bool):
+    """Rank 0 opens and locks the run directory; every rank learns the outcome.
+    Returns (lock or None, resuming, created: the directory did not exist before)."""
     root = run_root(cfg)
-    error = None
+    error, lock, resuming, created = None, None, False, False
     if dist.is_main():
+        created = not root.exists()
         try:
-            prepare_run_dir(root, resume=resume, overwrite=overwrite)
-            write_description(root, dump_yaml(cfg), dist.world_size())
-        except XRobustError as exc:
-            error = str(exc)
-    error = dist.broadcast_object(error)
+            lock, resuming = prepare_run_dir(root, resume=resume, overwrite=overwrite,
+                                             fresh_if_nothing_to_resume=fresh_if_nothing_to_resume)
+            if resuming:
+                check_resumed_config(root, cfg, accept=accept_config_change)
+            else:
+                write_description(root, dump_yaml(cfg), dist.world_size())
+        except Exception as exc:  # every rank must hear of it, or the others wait forever
+            error = str(exc) if isinstance(exc, XRobustError) else f"{root}: {errors.describe(exc)}"
+            if lock is not None:
+                lock.release()
+                lock = None
+    error, resuming, created = dist.broadcast_object((error, resuming, created))
     if error:
         raise XRobustError(error)
-    return root
+    return lock, resuming, created
 
 
 def _tracker(cfg, root: Path, resume: bool):
@@ -51,7 +58,7 @@ def _init_encoder(value, previous: str, models: dict, key: str) -> str:
         name = value[len("phase:"):]
         if f"phase:{name}" not in models:
             raise XRobustError(f"key 'phases.{key}.init_encoder': phase '{name}' has not been trained in this run")
-        return models[f"phase:{name}"]
+        return str(models[f"phase:{name}"])
     return value
 
 
@@ -64,7 +71,7 @@ def _run_groups(phase) -> list[list[str]]:
     groups: dict[str, list[str]] = {}
     for task in phase.tasks:
         spec = get_task(task)
-        groups.setdefault(spec.head or spec.name, []).append(task)
+        groups.setdefault(spec.head_name, []).append(task)
     return list(groups.values())
 
 
@@ -72,33 +79,99 @@ def _head(task: str) -> str:
     from .tasks import get_task
 
     spec = get_task(task)
-    return spec.head or spec.name
+    return spec.head_name
+
+
+def _tokenizer(cfg):
+    from transformers import AutoTokenizer
+
+    name = cfg.model.tokenizer or cfg.model.name_or_path
+    key = "model.tokenizer" if cfg.model.tokenizer else "model.name_or_path"
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"key '{key}': cannot load a tokenizer from '{name}' "
+                          f"({(str(exc).strip().splitlines() or [''])[0]}); give a local HF directory or a cached "
+                          "hub id") from None
+
+
+def _eval_tasks(cfg) -> list[str]:
+    return list(cfg.evaluation.tasks or cfg.phases[list(cfg.phases)[-1]].tasks)
+
+
+def check_before_training(cfg, selected: list[str], models: dict, evaluate: bool) -> None:
+    """Everything that would otherwise fail after hours of training."""
+    from .evaluation.retrieval import check_retrieval_layer
+    from .tasks import get_task
+
+    for key in selected:
+        if key not in cfg.phases:
+            raise ConfigError(f"phase '{key}' is not in the config; phases: {', '.join(cfg.phases)}")
+    order = list(cfg.phases)
+    for key in selected:
+        init = cfg.phases[key].init_encoder or ""
+        if init.startswith("phase:"):
+            name = init[len("phase:"):]
+            earlier = name in order and order.index(name) < order.index(key)
+            if not (earlier or f"phase:{name}" in models):
+                raise ConfigError(f"key 'phases.{key}.init_encoder': phase '{name}' is not an earlier phase of this "
+                                  f"config nor trained in this run (phases: {', '.join(order)})")
+    if not evaluate:
+        return
+    trained = set(models) | {t for phase in cfg.phases.values() for t in phase.tasks}
+    tasks = _eval_tasks(cfg)
+    for i, task in enumerate(tasks):
+        if get_task(task).format != "retrieval" and task not in trained:
+            where = f"evaluation.tasks[{i}]" if cfg.evaluation.tasks else f"phases.{order[-1]}.tasks"
+            raise ConfigError(f"key '{where}': '{task}' is evaluated but no phase trains it (trained: "
+                              f"{', '.join(sorted(t for t in trained if not t.startswith('phase:')))})")
+    if any(get_task(t).format == "retrieval" for t in tasks):
+        encoder = cfg.model.name_or_path
+        for phase in cfg.phases.values():
+            if phase.init_encoder and not phase.init_encoder.startswith("phase:"):
+                encoder = phase.init_encoder
+        check_retrieval_layer(cfg, encoder)
+
+
+def _discard_unstarted(root: Path, models: dict, tracker) -> bool:
+    """A run that failed before its first checkpoint and finished no phase leaves nothing behind."""
+    if any(root.rglob("latest_complete")) or models:
+        return False
+    if tracker:
+        tracker.finish(exit_code=1)
+    shutil.rmtree(root, ignore_errors=True)
+    errors.set_log_dir(None)
+    return True
 
 
 def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: bool = False,
-        overwrite: bool = False) -> Path:
-    from transformers import AutoTokenizer
-
+        overwrite: bool = False, accept_config_change: bool = False,
+        fresh_if_nothing_to_resume: bool = False) -> Path:
+    from .evaluation.predict import evaluate_dev
+    from .training.signals import Preempted
     from .training.trainer import MODEL_DIR, Trainer, finished
 
     dist.init_distributed()
-    fresh = not run_root(cfg).exists()
-    root = _prepare(cfg, resume=resume, overwrite=overwrite)
-    tracker = _tracker(cfg, root, resume)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.name_or_path)
-    models_path = root / MODELS_FILE
-    models = json.loads(models_path.read_text()) if models_path.is_file() else {}
-    encoder = cfg.model.name_or_path
-    step_offset = 0
     selected = phases or list(cfg.phases)
-    for key in selected:
-        if key not in cfg.phases:
-            raise XRobustError(f"phase '{key}' is not in the config; phases: {', '.join(cfg.phases)}")
+    check_before_training(cfg, selected, {}, evaluate=False)  # before any directory is made
+    root = run_root(cfg)
+    lock, resuming, created = _prepare(cfg, resume=resume, overwrite=overwrite,
+                                       accept_config_change=accept_config_change,
+                                       fresh_if_nothing_to_resume=fresh_if_nothing_to_resume)
+    errors.set_log_dir(root)
+    tracker = None
+    models: dict = {}
     try:
+        models = read_models(root) if resuming else {}
+        check_before_training(cfg, selected, models, evaluate)
+        tracker = _tracker(cfg, root, resume)
+        tokenizer = _tokenizer(cfg)
+        encoder = cfg.model.name_or_path
+        step_offset = 0
         for key, phase in cfg.phases.items():
             if key not in selected:
                 if models.get(f"phase:{key}"):
-                    encoder = models[f"phase:{key}"]
+                    encoder = str(models[f"phase:{key}"])
                 continue
             init = _init_encoder(phase.init_encoder, encoder, models, key)
             groups = _run_groups(phase)
@@ -106,38 +179,37 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
                 sub = phase if len(groups) == 1 else dataclasses.replace(phase, tasks=tasks)
                 run_dir = root / key if len(groups) == 1 else root / key / _head(tasks[0])
                 run_dir.mkdir(parents=True, exist_ok=True)
-                if dist.is_main():
-                    write_description(run_dir, dump_yaml(dataclasses.replace(cfg, phases={key: sub})),
-                                      dist.world_size())
-                done = finished(run_dir) if resume else None
-                if done:  # a requeued job passes over what it already trained
+                done = finished(run_dir) if resuming else None
+                if done:  # a requeued job passes over what it already trained; its record stays as it was
                     model_dir = run_dir / MODEL_DIR
                     step_offset += done["total_steps"]
                 else:
-                    trainer = Trainer(cfg, key, sub, run_dir, init, tokenizer, tracker, step_offset)
-                    model_dir = trainer.run(resume=resume)
+                    if dist.is_main():
+                        write_description(run_dir, dump_yaml(dataclasses.replace(cfg, phases={key: sub})),
+                                          dist.world_size())
+                    trainer = Trainer(cfg, key, sub, run_dir, init, tokenizer, tracker, step_offset,
+                                      evaluate_dev=evaluate_dev)
+                    model_dir = trainer.run(resume=resuming, fresh_if_nothing_to_resume=fresh_if_nothing_to_resume)
                     step_offset += trainer.total_steps
                 for task in tasks:
-                    models[task] = str(model_dir)
-                models[f"phase:{key}"] = str(model_dir)
+                    models[task] = model_dir
+                models[f"phase:{key}"] = model_dir
                 if dist.is_main():
-                    atomic_write_json(models_path, models)
-            encoder = models[f"phase:{key}"]
+                    write_models(root, models)
+            encoder = str(models[f"phase:{key}"])
         if evaluate:
             from .evaluation.run import evaluate_run
 
             evaluate_run(cfg, root, tracker=tracker, models=models)
-    except XRobustError:
-        # bad data or settings found before anything was trained: leave no half-made run behind
-        if fresh and dist.is_main() and not any(root.rglob("latest_complete")) and not models:
-            if tracker:
-                tracker.finish()
-                tracker = None
-            shutil.rmtree(root, ignore_errors=True)
+    except BaseException as exc:
+        if created and lock is not None and not isinstance(exc, Preempted) and _discard_unstarted(root, models, tracker):
+            tracker = None
         raise
     finally:
         if tracker:
             if tracker.active:
                 print(f"W&B run {tracker.run_id} ({cfg.tracking.mode}) in {root}", flush=True)
             tracker.finish()
+        if lock is not None:
+            lock.release()
     return root

@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 FORMATS = ("classification", "multiple_choice", "span_qa", "tagging")
 HEAD_OF = {"classification": "cls", "multiple_choice": "mc", "span_qa": "qa", "tagging": "tag"}
 
 
-def tiny_model(seed: int = 0):
+def join_process_group() -> None:
+    """The process group as every xrobust entry joins it (a 1-rank file-store group when no launcher set
+    one up; DeepSpeed's CPU comm op built under the stale-lock guard)."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from xrobust.distributed import init_distributed
+
+    init_distributed()
+
+
+def tiny_model(seed: int = 0, dropout: float = 0.0, attention_dropout: float = 0.0):
     from transformers import AutoModel, XLMRobertaConfig
 
     from xrobust.modeling.model import HeadSpec, XRobustModel
 
     torch.manual_seed(seed)
     cfg = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=40, hidden_dropout_prob=0.0,
-                           attention_probs_dropout_prob=0.0)
+                           intermediate_size=64, max_position_embeddings=40, hidden_dropout_prob=dropout,
+                           attention_probs_dropout_prob=attention_dropout)
     encoder = AutoModel.from_config(cfg, add_pooling_layer=False)
     heads = [HeadSpec("cls", "classification", 3), HeadSpec("mc", "multiple_choice", 3),
              HeadSpec("qa", "span_qa", 2), HeadSpec("tag", "tagging", 5)]
-    return XRobustModel(encoder, heads, dropout=0.0)
+    return XRobustModel(encoder, heads, dropout=dropout)
 
 
 def make_batch(fmt: str, seed: int, B: int = 3, L: int = 12, n: int = 3) -> dict:

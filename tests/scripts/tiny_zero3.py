@@ -36,8 +36,9 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 import deepspeed  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
+from xrobust.distributed import init_distributed  # noqa: E402
 
-deepspeed.init_distributed(dist_backend="gloo", verbose=False)
+init_distributed()
 rank, world = dist.get_rank(), dist.get_world_size()
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))

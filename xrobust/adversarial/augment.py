@@ -12,7 +12,6 @@ first letter is kept.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
@@ -94,64 +93,3 @@ def augment_examples(dataset, spec, neighbours_path, copies: int, seed: int):
     if isinstance(dataset, datasets.Dataset):
         return datasets.Dataset.from_list(out, features=dataset.features)
     return datasets.Dataset.from_list(out)
-
-
-# ---- demo neighbours --------------------------------------------------------------------------
-def _lexicon_groups() -> list[list[str]]:
-    """Same-class English words of the demo lexicon (not synonyms: the demo has none)."""
-    from ..data import synthetic_lexicon as X
-
-    pos_, neg_ = set(X.POSITIVE_VERBS), set(X.NEGATIVE_VERBS)
-    groups = [[sg for sg, _ in X.OBJECT_NOUNS.values()], [pl for _, pl in X.OBJECT_NOUNS.values()],
-              list(X.PERSON_NOUNS.values())]
-    for verbs in (pos_, neg_, set(X.NEUTRAL_VERBS)):  # polarity kept: sentiment labels survive
-        groups.append([X.VERBS[v][0] for v in sorted(verbs)])
-        groups.append([X.VERBS[v][1] for v in sorted(verbs)])
-    groups.extend(list(adjs) for adjs in X.ADJ_CLASSES.values())
-    return groups
-
-
-def _file_groups(root: Path) -> list[list[str]]:
-    """Fallback: lower-case alphabetic words of the English training files, grouped by (length,
-    last two letters), groups of at least two words."""
-    words: set[str] = set()
-    for path in sorted(root.glob("data/*/train-en.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            stack = [json.loads(line)]
-            while stack:
-                v = stack.pop()
-                if isinstance(v, str):
-                    words.update(w for w in re.findall(r"[a-z]+", v) if len(w) > 2)
-                elif isinstance(v, dict):
-                    stack.extend(v.values())
-                elif isinstance(v, list):
-                    stack.extend(v)
-    buckets: dict[tuple, list[str]] = {}
-    for w in sorted(words):
-        buckets.setdefault((len(w), w[-2:]), []).append(w)
-    return [g for g in buckets.values() if len(g) > 1]
-
-
-def write_demo_neighbours(world_root, path) -> Path:
-    """Write a neighbours file for the embedded demo world; returns its path. Uses the demo
-    lexicon's word classes when available, else words seen in {root}/data/*/train-en.jsonl."""
-    from ..io import atomic_write_text
-
-    root = Path(world_root)
-    try:
-        groups = _lexicon_groups()
-    except (ImportError, AttributeError):
-        groups = _file_groups(root)
-    if not groups:
-        raise DataError(f"{root}: no English demo words found (expected data/*/train-en.jsonl)")
-    lines = ["# xrobust demo neighbours: same-class English words (not meaning-preserving synonyms)"]
-    for group in groups:
-        uniq = sorted(set(group))
-        for w in uniq:
-            lines.append(w + "\t" + " ".join(x for x in uniq if x != w))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return path

@@ -1,10 +1,17 @@
-"""Symmetric KL between two predictions of the same batch, for every head format.
+"""Divergences between two predictions of the same batch, for every head format.
 
-classification / multiple_choice: logits (B, C): KL over classes, mean over examples.
-span_qa: logits (B, L, 2): KL over the start distribution and over the end distribution, each
-    over the attended positions only, averaged, mean over examples.
-tagging: logits (B, L, C): KL over classes per token, mean over the tokens that carry a label
-    (labels != -100) or, without labels, over the attended tokens.
+classification / multiple_choice: logits (B, C): divergence over classes, mean over examples.
+span_qa: logits (B, L, 2): divergence over the start distribution and over the end distribution,
+    each over the attended positions only, averaged, mean over examples.
+tagging: logits (B, L, C): divergence over classes per token, mean over the tokens that carry a
+    label (labels != -100) or, without labels, over the attended tokens.
+
+Kinds (`divergence(kind, ...)`; a is the perturbed prediction, b the clean one):
+- "symmetric": KL(a || b) + KL(b || a) (SMART's and R3F's regularizer; SMART's ascent default).
+- "one_sided": KL(sg(b) || a), the virtual-adversarial-training direction (what an ascent on the
+  symmetric KL against a constant target differentiates when the a-side target is detached).
+- "stable_kl": mt-dnn's surrogate (mt_dnn/loss.py stable_kl): 2 sum p (logit(p) - logit(q)) with
+  p = softmax(a), q = softmax(b) and the log-odds logit(x) = -log(1/(x + 1e-6) - 1 + 1e-6) detached.
 """
 
 from __future__ import annotations
@@ -12,7 +19,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..data.collate import IGNORE_INDEX
+from ..modeling.heads import wide
+
 _MASKED = -1e9  # exp underflows to exactly 0 in fp32: masked positions carry no probability
+KINDS = ("symmetric", "one_sided", "stable_kl")
+_STABLE_EPS = 1e-6  # mt-dnn's epsilon in stable_kl
 
 
 def _kl(p_logits: torch.Tensor, q_logits: torch.Tensor, dim: int) -> torch.Tensor:
@@ -22,38 +34,55 @@ def _kl(p_logits: torch.Tensor, q_logits: torch.Tensor, dim: int) -> torch.Tenso
     return (logp.exp() * (logp - logq)).sum(dim=dim)
 
 
-def symmetric_kl(fmt: str, a: torch.Tensor, b: torch.Tensor, *, attention_mask=None, labels=None,
-                 detach_targets: bool = False) -> torch.Tensor:
-    """KL(a || b) + KL(b || a), reduced to a scalar as described above.
+def _log_odds(prob: torch.Tensor) -> torch.Tensor:
+    return -(1.0 / (prob + _STABLE_EPS) - 1 + _STABLE_EPS).detach().log()
 
-    detach_targets=True uses the SMART form: in each direction the distribution that plays the
-    target is detached (KL(sg(a) || b) + KL(sg(b) || a)); False lets gradients flow through both
-    sides of both terms (R3F)."""
-    a = a.float()
-    b = b.float()
-    a_t, b_t = (a.detach(), b.detach()) if detach_targets else (a, b)
 
-    def both(dim):
+def _per_unit(kind: str, a, b, dim: int, detach_targets: bool) -> torch.Tensor:
+    if kind == "symmetric":
+        a_t, b_t = (a.detach(), b.detach()) if detach_targets else (a, b)
         return _kl(a_t, b, dim) + _kl(b_t, a, dim)
+    if kind == "one_sided":
+        return _kl(b.detach(), a, dim)
+    if kind == "stable_kl":
+        p = F.softmax(a, dim=dim)
+        q = F.softmax(b, dim=dim)
+        return (p * (_log_odds(p) - _log_odds(q)) * 2).sum(dim=dim)
+    raise ValueError(f"divergence: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
 
+
+def divergence(kind: str, fmt: str, a: torch.Tensor, b: torch.Tensor, *, attention_mask=None, labels=None,
+               detach_targets: bool = False) -> torch.Tensor:
+    """The divergence `kind` between predictions a and b, reduced to a scalar per `fmt` (above).
+
+    detach_targets (symmetric only): True uses the SMART form, in each direction the distribution
+    that plays the target is detached (KL(sg(a) || b) + KL(sg(b) || a)); False lets gradients flow
+    through both sides of both terms (R3F)."""
+    a = wide(a)
+    b = wide(b)
     if fmt in ("classification", "multiple_choice"):
-        return both(-1).mean()
+        return _per_unit(kind, a, b, -1, detach_targets).mean()
     if fmt == "span_qa":
         if attention_mask is not None:
             pad = (attention_mask == 0).unsqueeze(-1)  # (B, L, 1)
             a = a.masked_fill(pad, _MASKED)
             b = b.masked_fill(pad, _MASKED)
-            a_t, b_t = (a.detach(), b.detach()) if detach_targets else (a, b)
-        per = both(1)  # (B, 2): start, end
-        return per.mean()
+        return _per_unit(kind, a, b, 1, detach_targets).mean()  # (B, 2): start, end
     if fmt == "tagging":
-        per_token = both(-1)  # (B, L)
+        per_token = _per_unit(kind, a, b, -1, detach_targets)  # (B, L)
         if labels is not None:
-            keep = labels != -100
+            keep = labels != IGNORE_INDEX
         elif attention_mask is not None:
             keep = attention_mask != 0
         else:
             keep = torch.ones_like(per_token, dtype=torch.bool)
         keep = keep.to(per_token.dtype)
         return (per_token * keep).sum() / keep.sum().clamp(min=1)
-    raise ValueError(f"symmetric_kl: unknown head format {fmt!r}")
+    raise ValueError(f"divergence: unknown head format {fmt!r}")
+
+
+def symmetric_kl(fmt: str, a: torch.Tensor, b: torch.Tensor, *, attention_mask=None, labels=None,
+                 detach_targets: bool = False) -> torch.Tensor:
+    """KL(a || b) + KL(b || a) reduced per format: `divergence("symmetric", ...)`."""
+    return divergence("symmetric", fmt, a, b, attention_mask=attention_mask, labels=labels,
+                      detach_targets=detach_targets)

@@ -13,10 +13,14 @@ import torch
 
 
 class DeltaInjector:
-    """Holds the current delta (fp32, (B', L, d)) and adds it to the embedding output while set."""
+    """Holds the current delta (fp32, (B', L, d)) and adds it to the embedding output while set.
+
+    `detach_from=n` also cuts the embedding output of rows n: from the graph before delta is added
+    (R3F's noisy branch: no word-embedding gradient flows through the noisy copy, as in fairseq)."""
 
     def __init__(self, module: torch.nn.Module):
         self.delta: torch.Tensor | None = None
+        self.detach_from: int | None = None
         self._handle = module.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output):
@@ -25,16 +29,19 @@ class DeltaInjector:
         if self.delta.shape != output.shape:
             raise RuntimeError(f"adversarial delta has shape {tuple(self.delta.shape)}, "
                                f"embedding output {tuple(output.shape)}")
+        if self.detach_from is not None:
+            n = self.detach_from
+            output = torch.cat([output[:n], output[n:].detach()], 0)
         # delta stays fp32 (the update kernels need it); the sum is in the embedding dtype.
         return output + self.delta.to(output.dtype)
 
     @contextmanager
-    def active(self, delta: torch.Tensor | None):
-        self.delta = delta
+    def active(self, delta: torch.Tensor | None, detach_from: int | None = None):
+        self.delta, self.detach_from = delta, detach_from
         try:
             yield
         finally:
-            self.delta = None
+            self.delta, self.detach_from = None, None
 
     def remove(self) -> None:
         self._handle.remove()

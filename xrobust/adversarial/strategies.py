@@ -13,6 +13,13 @@ DeepSpeed rules followed here (REFERENCE section 6):
   `grad_scale(engine)` undoes it so that every reported/used delta gradient is in loss units.
 - Several engine.backward calls in one micro-step are merged into one gradient reduction with
   engine.coalesce_grad_reduction() where DeepSpeed supports it (see injection.can_coalesce).
+
+The idle-head contract: every objective a strategy trains is computed from the logits (or the
+loss) of training-mode forwards of the model. XRobustModel adds to those logits a zero that
+depends on every head it did not use (XRobustModel._idle_heads_term), so whatever the number of
+forwards, doubled batches or KL terms, every idle head gets a real zero gradient each
+micro-step and ZeRO-3 does not step it with a stale one (tests/scripts/adv_zero3_equivalence.py
+checks this for every method).
 """
 
 from __future__ import annotations
@@ -22,17 +29,32 @@ import math
 
 import torch
 
+from ..data.collate import TARGET_KEYS
 from ..errors import ConfigError
 from ..kernels import perturbation_init, perturbation_step_with_status
-from .divergence import symmetric_kl
+from ..kernels.api import BACKENDS, NORMS
+from .divergence import KINDS as DIVERGENCES
+from .divergence import divergence, symmetric_kl
 from .injection import DeltaInjector, can_coalesce, delta_shape, embedding_mask, grad_scale, per_example_norm
 
-METHODS = ("none", "fgm", "pgd", "freelb", "smart", "r3f", "rs-rp", "rs-da")
-TARGET_KEYS = ("labels", "start_positions", "end_positions")
+NOISES = ("uniform", "normal")  # random perturbations: U(-m, m) or N(0, m^2) per coordinate
 
 
 def _f(x) -> float:
     return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
+
+
+@contextlib.contextmanager
+def _frozen(module: torch.nn.Module):
+    """Parameters of `module` do not require grad inside the block (restored after)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 class Strategy:
@@ -65,7 +87,7 @@ class _Perturbed(Strategy):
         self.injector = DeltaInjector(model.word_embeddings())
         self.hidden = int(model.encoder.config.hidden_size)
         self.generator: torch.Generator | None = None  # None: the global torch RNG
-        self.coalesce = True  # merge the reductions of several backwards (benchmark switch)
+        self.coalesce = cfg.coalesce  # merge the reductions of several backwards (adversarial.coalesce)
         # Called on every delta gradient before it is used (tests inject non-finite values here).
         self.grad_hook = None
         self._resets = 0
@@ -135,9 +157,14 @@ class _Perturbed(Strategy):
         return new
 
     def _input_grad(self, engine, batch, delta, objective):
-        """Gradient of objective(output) w.r.t. delta, through engine.module (no parameter grads)."""
+        """Gradient of objective(output) w.r.t. delta, through engine.module (no parameter grads).
+
+        The forward runs with the parameters' requires_grad off, so the graph has no weight
+        edges and the backward computes input gradients only: ZeRO-3 replaces F.linear by a
+        custom autograd function that otherwise computes (and drops) every weight gradient,
+        which made an ascent pass cost a full training pass."""
         d = delta.detach().requires_grad_(True)
-        with self.injector.active(d):
+        with self.injector.active(d), _frozen(engine.module):
             out = engine.module(**batch)
             value = objective(out)
         (g,) = torch.autograd.grad(value, d)
@@ -183,55 +210,84 @@ class _Perturbed(Strategy):
         raise NotImplementedError
 
 
-class FGM(_Perturbed):
-    """Fast gradient method (Goodfellow et al. 2015; on embeddings, Miyato et al. 2017):
-    r = eps * g / ||g|| with g the clean-loss gradient, train on clean + adversarial loss.
-    eps = step_size; the clean backward yields g, so the cost is ~2 passes."""
+class PGD(_Perturbed):
+    """K-step projected gradient ascent on the embedding perturbation (Madry et al. 2018), trained
+    on clean + adversarial loss as in the common PGD snippet.
 
-    method = "fgm"
+    The clean pass goes first, through the engine (its parameter gradients are the clean loss's).
+    With a zero start (init_mag = 0, the snippet's) its backward also yields the first ascent
+    gradient, so K steps cost K + 1 training-pass equivalents: clean, K - 1 ascents (delta
+    gradients only, about 2/3 of a pass), adversarial. A random start in the ball (init_mag > 0,
+    Madry et al.'s) needs the gradient at the start point: K ascents."""
+
+    method = "pgd"
     backwards = 2
 
+    def _ascent_steps(self) -> int:
+        return self.cfg.steps
+
+    def _random_start(self) -> bool:
+        return self.cfg.init_mag > 0
+
     def _adv_step(self, engine, batch):
+        delta = self._init(batch) if self._random_start() else None
         zero = self._zeros(batch).requires_grad_(True)
         with self._reduction_scope(engine):
             with self.injector.active(zero):  # adding zeros leaves the forward bit-identical
                 clean = engine(**batch).loss
             engine.backward(clean)
-            g = zero.grad / grad_scale(engine)
-            delta = self._ascend(torch.zeros_like(g), g, batch)
+            steps = self._ascent_steps()
+            if delta is None:
+                delta = self._ascend(torch.zeros_like(zero), zero.grad / grad_scale(engine), batch)
+                steps -= 1
+            for _ in range(steps):
+                g, _ = self._input_grad(engine, batch, delta, lambda out: out.loss)
+                delta = self._ascend(delta, g, batch)
             with self.injector.active(delta):
                 adv = engine(**batch).loss
             engine.backward(adv)
         return self._stats(clean + adv, clean, adv, delta)
 
 
-class PGD(_Perturbed):
-    """K-step projected gradient ascent (Madry et al. 2018) on the embedding perturbation from a
-    random start in the ball (zero start when init_mag = 0); the ascent passes produce no parameter
-    gradients; the parameters train on clean + adversarial loss (~K+1 passes)."""
+class FGM(PGD):
+    """Fast gradient method (Goodfellow et al. 2015; on embeddings, Miyato et al. 2017):
+    r = eps * g / ||g|| with g the clean-loss gradient (eps = step_size), trained on clean +
+    adversarial loss: PGD with one step from a zero start, ~2 passes."""
 
-    method = "pgd"
+    method = "fgm"
 
-    def _adv_step(self, engine, batch):
-        delta = self._init(batch)
-        for _ in range(self.cfg.steps):
-            g, _ = self._input_grad(engine, batch, delta, lambda out: out.loss)
-            delta = self._ascend(delta, g, batch)
-        # clean and adversarial inputs as one doubled batch: one forward/backward, one ZeRO-3
-        # parameter gather and one gradient reduction instead of two
-        with self.injector.active(torch.cat([torch.zeros_like(delta), delta.detach()], 0)):
-            logits = engine(**self._double(batch)).logits
-        clean_logits, adv_logits = logits.chunk(2, 0)
-        clean = self._task_loss(batch, clean_logits)
-        adv = self._task_loss(batch, adv_logits)
-        engine.backward(clean + adv)
-        return self._stats(clean + adv, clean, adv, delta)
+    def _ascent_steps(self) -> int:
+        return 1
+
+    def _random_start(self) -> bool:
+        return False
+
+
+class _RngReplay:
+    """The random-number state at creation, restorable later: passes that start from the same
+    state draw the same dropout masks (CPU generator, plus the device's when the model is on one)."""
+
+    def __init__(self, device: torch.device):
+        self.cpu = torch.get_rng_state()
+        self.device = device
+        self.module = getattr(torch, device.type, None) if device.type != "cpu" else None
+        self.state = self.module.get_rng_state(device) if self.module is not None else None
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.module is not None:
+            self.module.set_rng_state(self.state, self.device)
 
 
 class FreeLB(_Perturbed):
     """FreeLB-K (Zhu et al. 2020, Algorithm 1): parameter gradients accumulate over K passes
     (engine.backward(loss_t / K)); between passes delta ascends on the same backward's delta
-    gradient with a per-example normalized step and is projected to the eps-ball."""
+    gradient with a per-example normalized step and is projected to the eps-ball.
+
+    reuse_dropout_masks (default, as the reference code's dp_masks): every pass draws the same
+    dropout masks, so the K passes differ only by delta (paper, section 'When adversarial training
+    meets dropout'). Done by restoring the random-number state of the first pass before each later
+    pass, which covers every dropout of the model (hidden, attention, heads) without touching it."""
 
     method = "freelb"
 
@@ -242,9 +298,12 @@ class FreeLB(_Perturbed):
     def _adv_step(self, engine, batch):
         K = self.cfg.steps
         delta = self._init(batch)
+        replay = _RngReplay(delta.device) if self.cfg.reuse_dropout_masks else None
         losses = []
         with self._reduction_scope(engine):
             for t in range(K):
+                if replay is not None and t > 0:
+                    replay.restore()
                 d = delta.detach().requires_grad_(True)
                 with self.injector.active(d):
                     loss = engine(**batch).loss
@@ -260,9 +319,13 @@ class FreeLB(_Perturbed):
 
 class SMART(_Perturbed):
     """SMART smoothness-inducing regularizer (Jiang et al. 2020): loss + lambda * symmetric-KL(
-    f(x + delta), f(x)), delta from N(0, init_mag^2) noise ascended `steps` times on the KL with
-    per-token normalized steps (norm: l2 or linf) and projected per token to max_norm (the paper's
-    eps-ball; 0 disables it). The Bregman proximal-point (momentum teacher) term is not included."""
+    f(x + delta), f(x)), delta from N(0, init_mag^2) noise ascended `steps` times with per-token
+    normalized steps (norm: l2 or linf) and projected per token to max_norm (the paper's eps-ball;
+    0 disables it). The ascent maximizes `ascent_divergence` against the clean prediction:
+    the symmetric KL (the paper's objective, default), its one-sided VAT form, or mt-dnn's
+    stable_kl. One clean forward gives the task loss, the ascent target and the clean side of
+    the final KL (as mt-dnn does), so with dropout they all see the same masks. The Bregman
+    proximal-point (momentum teacher) term is not included."""
 
     method = "smart"
 
@@ -271,21 +334,20 @@ class SMART(_Perturbed):
         mask = embedding_mask(batch)
         labels = batch.get("labels") if fmt == "tagging" else None
         inputs = {k: v for k, v in batch.items() if k not in TARGET_KEYS}
-        with torch.no_grad():  # the ascent target f(x)
-            target = engine.module(**inputs).logits.float()
+        out = engine(**batch)  # the clean forward: task loss, ascent target, clean side of the KL
+        clean, clean_logits = out.loss, out.logits
+        target = clean_logits.detach()
         delta = self._noise(batch, self.cfg.init_mag, "normal")
+        kind = self.cfg.ascent_divergence
 
-        def kl(out):
-            return symmetric_kl(fmt, out.logits, target, attention_mask=mask, labels=labels, detach_targets=True)
+        def ascent_objective(o):  # the target is constant: its side of the KL carries no gradient
+            return divergence(kind, fmt, o.logits, target, attention_mask=mask, labels=labels)
 
         for _ in range(self.cfg.steps):
-            g, _ = self._input_grad(engine, inputs, delta, kl)
+            g, _ = self._input_grad(engine, inputs, delta, ascent_objective)
             delta = self._ascend(delta, g, batch, granularity="token")
-        both = torch.cat([torch.zeros_like(delta), delta.detach()], 0)
-        with self.injector.active(both):
-            logits = engine(**self._double(batch)).logits
-        clean_logits, adv_logits = logits.chunk(2, 0)
-        clean = self._task_loss(batch, clean_logits)
+        with self.injector.active(delta.detach()):
+            adv_logits = engine(**inputs).logits
         reg = symmetric_kl(fmt, adv_logits, clean_logits, attention_mask=mask, labels=labels, detach_targets=True)
         loss = clean + self.cfg.weight * reg
         engine.backward(loss)
@@ -294,7 +356,9 @@ class SMART(_Perturbed):
 
 class R3F(_Perturbed):
     """R3F (Aghajanyan et al. 2021): loss + lambda * symmetric-KL(f(x + z), f(x)) with z ~ U(-eps,
-    eps) or N(0, eps^2) (eps = init_mag), no ascent; gradients flow through both predictions.
+    eps) or N(0, eps^2) (eps = init_mag), no ascent; gradients flow through both predictions,
+    except that the noisy branch starts from a detached copy of the word embeddings (as fairseq's
+    sentence_prediction_r3f does): the embedding table learns from the clean branch only.
     Clean and noisy inputs run as one doubled batch: one forward, one backward."""
 
     method = "r3f"
@@ -304,7 +368,7 @@ class R3F(_Perturbed):
         mask = embedding_mask(batch)
         labels = batch.get("labels") if fmt == "tagging" else None
         z = self._noise(batch, self.cfg.init_mag, self.cfg.noise)
-        with self.injector.active(torch.cat([torch.zeros_like(z), z], 0)):
+        with self.injector.active(torch.cat([torch.zeros_like(z), z], 0), detach_from=z.size(0)):
             logits = engine(**self._double(batch)).logits
         clean_logits, noisy_logits = logits.chunk(2, 0)
         clean = self._task_loss(batch, clean_logits)
@@ -335,8 +399,8 @@ class RSDA(Strategy):
     method = "rs-da"
 
 
-_CLASSES = {"none": Strategy, "fgm": FGM, "pgd": PGD, "freelb": FreeLB, "smart": SMART, "r3f": R3F,
-            "rs-rp": RSRP, "rs-da": RSDA}
+_CLASSES = {cls.method: cls for cls in (Strategy, FGM, PGD, FreeLB, SMART, R3F, RSRP, RSDA)}
+METHODS = tuple(_CLASSES)  # every list of method names derives from this one
 
 
 def validate_adversarial(cfg, where: str = "adversarial") -> None:
@@ -347,12 +411,13 @@ def validate_adversarial(cfg, where: str = "adversarial") -> None:
 
     if cfg.method not in METHODS:
         fail("method", f"{cfg.method!r} is not one of: {', '.join(METHODS)}")
-    if cfg.norm not in ("l2", "linf"):
-        fail("norm", f"{cfg.norm!r} is not one of: l2, linf")
-    if cfg.noise not in ("uniform", "normal"):
-        fail("noise", f"{cfg.noise!r} is not one of: uniform, normal")
-    if cfg.backend not in ("auto", "eager", "compiled", "triton"):
-        fail("backend", f"{cfg.backend!r} is not one of: auto, eager, compiled, triton")
+    for key, choices in (("norm", NORMS), ("noise", NOISES), ("backend", BACKENDS)):
+        if getattr(cfg, key) not in choices:
+            fail(key, f"{getattr(cfg, key)!r} is not one of: {', '.join(choices)}")
+    if cfg.ascent_divergence not in DIVERGENCES:
+        fail("ascent_divergence", f"{cfg.ascent_divergence!r} is not one of: {', '.join(DIVERGENCES)}")
+    if not isinstance(cfg.reuse_dropout_masks, bool):
+        fail("reuse_dropout_masks", f"expected true or false, got {cfg.reuse_dropout_masks!r}")
     for key in ("step_size", "init_mag", "max_norm", "weight"):
         v = getattr(cfg, key)
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:

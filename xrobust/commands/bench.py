@@ -8,11 +8,13 @@ from __future__ import annotations
 import importlib
 
 AREAS = {
-    "train": ("xrobust.training.bench", "training throughput and per-rank model-state memory"),
-    "eval": ("xrobust.evaluation.bench", "evaluation padding throughput and retrieval mining"),
-    "kernels": ("xrobust.kernels.bench", "fused perturbation-step bandwidth per backend"),
-    "adversarial": ("xrobust.adversarial.bench", "step time of each method relative to plain training"),
-    "study": ("xrobust.study.bench", "study report (bootstrap intervals, tables, plots) on a synthetic grid"),
+    "train": ("xrobust.bench.training", "training throughput and per-rank model-state memory"),
+    "eval": ("xrobust.bench.evaluation", "evaluation padding throughput and retrieval mining"),
+    "kernels": ("xrobust.bench.kernels", "fused perturbation-step bandwidth per backend"),
+    "adversarial": ("xrobust.bench.adversarial", "step time of each method relative to plain training"),
+    "gpu": ("xrobust.bench.gpu", "XLM-R Large ZeRO-3 bf16 on every visible GPU: step time, MFU, memory, "
+            "kernel bandwidth, environment (--device cpu: dry run)"),
+    "study": ("xrobust.bench.study", "study report (bootstrap intervals, tables, plots) on a synthetic grid"),
 }
 
 

@@ -27,7 +27,7 @@ def _add_score(sub) -> None:
 
 
 def _run_score(args) -> int:
-    from xrobust.evaluation.report import results_from_official, write_results
+    from xrobust.evaluation.results import results_from_official, write_results
     from xrobust.evaluation.scorer import score_folder
     from xrobust.io import atomic_write_json
 
@@ -72,7 +72,8 @@ def _run_names(paths: list[str], names: str | None) -> list[str]:
 
 def _run_compare(args) -> int:
     from xrobust.evaluation.plots import delta_png
-    from xrobust.evaluation.report import compare_markdown, load_results
+    from xrobust.evaluation.report import compare_markdown
+    from xrobust.evaluation.results import load_results
     from xrobust.io import atomic_write_text
 
     if len(args.runs) < 2:
@@ -128,24 +129,29 @@ def load_run_config(args):
 
 
 def _run_eval(args) -> int:
+    from xrobust.training.signals import FLAG
+
+    FLAG.install()  # a signal from here on stops the evaluation cleanly (before its next batch)
     from xrobust.evaluation.report import xtreme_markdown
     from xrobust.evaluation.run import evaluate_run
-    from xrobust.training import distributed as dist
+    from xrobust import distributed as dist
+    from xrobust.training.rundir import locked_run
 
     cfg, run = load_run_config(args)
     dist.init_distributed()
-    tracker = None
-    if cfg.tracking.mode != "disabled":  # results go to the W&B run the training logged to
-        from xrobust.config import to_dict
-        from xrobust.tracking.wandb_run import Tracker
+    with locked_run(run):
+        tracker = None
+        if cfg.tracking.mode != "disabled":  # results go to the W&B run the training logged to
+            from xrobust.config import to_dict
+            from xrobust.tracking.wandb_run import Tracker
 
-        tracker = Tracker(to_dict(cfg), run, dist.rank(), resume_step=0)
-    try:
-        results = evaluate_run(cfg, run, tasks=args.tasks, languages=args.languages, split=args.split,
-                               tracker=tracker)
-    finally:
-        if tracker:
-            tracker.finish()
+            tracker = Tracker(to_dict(cfg), run, dist.rank(), resume_step=0)
+        try:
+            results = evaluate_run(cfg, run, tasks=args.tasks, languages=args.languages, split=args.split,
+                                   tracker=tracker)
+        finally:
+            if tracker:
+                tracker.finish()
     if dist.is_main():
         print(xtreme_markdown(results, title=f"Zero-shot results: {run}"))
         from xrobust.evaluation.run import results_dir
@@ -155,8 +161,10 @@ def _run_eval(args) -> int:
 
 
 def _add_robustness(sub) -> None:
-    # literals, not imports: building the parser must not load torch (Attack validates them again)
-    ATTACKS, NORMS, NOISE_DISTRIBUTIONS = ("noise", "pgd"), ("l2", "linf"), ("uniform", "normal")
+    from ..adversarial.strategies import NOISES
+    from ..evaluation.robustness import ATTACKS
+    from ..kernels.api import BACKENDS, NORMS
+
     DEFAULT_EPS = (0.0, 0.01, 0.05, 0.1, 0.3, 1.0)
     p = sub.add_parser("robustness", help="metric vs eps under embedding noise and embedding-space PGD per "
                                           "language; --crosslingual: the premise x hypothesis language matrix")
@@ -166,12 +174,12 @@ def _add_robustness(sub) -> None:
                    help=f"perturbation sizes (default: {' '.join(f'{e:g}' for e in DEFAULT_EPS)})")
     p.add_argument("--attack", nargs="+", choices=ATTACKS, default=list(ATTACKS), help="default: noise pgd")
     p.add_argument("--norm", choices=NORMS, default="l2", help="l2: per-example norm over tokens x hidden; linf")
-    p.add_argument("--noise", choices=NOISE_DISTRIBUTIONS, default="uniform",
+    p.add_argument("--noise", choices=NOISES, default="uniform",
                    help="uniform: FreeLB's init scaling; normal: Gaussian with E||delta||^2 = eps^2 (l2)")
     p.add_argument("--pgd-steps", type=int, default=3, help="PGD ascent steps K (default 3)")
     p.add_argument("--pgd-step-size", type=float, help="PGD step (default 2.5 * eps / K)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--kernel-backend", default="auto", choices=("auto", "eager", "compiled", "triton"),
+    p.add_argument("--kernel-backend", default="auto", choices=BACKENDS,
                    help="perturbation_step / perturbation_init backend")
     p.add_argument("--crosslingual", action="store_true",
                    help="also the generalized cross-lingual matrix (xnli, pawsx, demo_xnli)")
@@ -182,13 +190,24 @@ def _add_robustness(sub) -> None:
 
 
 def _run_robustness(args) -> int:
-    from xrobust.evaluation.crosslingual import CROSSLINGUAL_TASKS, crosslingual_markdown, evaluate_crosslingual
-    from xrobust.evaluation.robustness import Attack, evaluate_robustness, robustness_markdown
-    from xrobust.training import distributed as dist
+    from xrobust import distributed as dist
+    from xrobust.training.rundir import locked_run
 
     cfg, run = load_run_config(args)
     out = Path(args.out) if args.out else run / "robustness"
     dist.init_distributed()
+    with locked_run(run):
+        _robustness(args, cfg, run, out)
+    if dist.is_main():
+        print(f"written: {out}")
+    return 0
+
+
+def _robustness(args, cfg, run: Path, out: Path) -> None:
+    from xrobust.evaluation.crosslingual import CROSSLINGUAL_TASKS, crosslingual_markdown, evaluate_crosslingual
+    from xrobust.evaluation.robustness import Attack, evaluate_robustness, robustness_markdown
+    from xrobust import distributed as dist
+
     if not args.crosslingual_only:
         attacks = [Attack(kind, norm=args.norm, noise=args.noise, steps=args.pgd_steps, step_size=args.pgd_step_size,
                           seed=args.seed, backend=args.kernel_backend) for kind in dict.fromkeys(args.attack)]
@@ -205,9 +224,6 @@ def _run_robustness(args) -> int:
                                        max_examples=args.max_examples, out_dir=out)
         if dist.is_main():
             print(crosslingual_markdown(result, title=f"Generalized cross-lingual accuracy: {run}"))
-    if dist.is_main():
-        print(f"written: {out}")
-    return 0
 
 
 SUBCOMMANDS = [_add_score, _add_compare, _add_eval, _add_robustness]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def _common(p) -> None:
@@ -13,6 +12,12 @@ def _common(p) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an existing run from its last checkpoint")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--accept-config-change", action="store_true",
+                   help="with --resume: continue although the config differs from the run's recorded one in keys "
+                        "that change training (the change is recorded in config_changes.jsonl)")
+    p.add_argument("--fresh-if-nothing-to-resume", action="store_true",
+                   help="with --resume: start the run (or a phase that has no checkpoint) from step 0 instead of "
+                        "stopping with an error")
     # the deepspeed launcher appends --local_rank; the rank is read from the environment instead
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
 
@@ -29,15 +34,16 @@ def add_parsers(sub) -> None:
 
 
 def _run(cfg, args, phases, evaluate: bool) -> int:
+    from ..errors import ConfigError
     from ..pipeline import run
-    from ..training.signals import PREEMPTED_EXIT_CODE, Preempted
 
-    try:
-        root = run(cfg, phases=phases, evaluate=evaluate, resume=args.resume, overwrite=args.overwrite)
-    except Preempted as exc:
-        print(str(exc), file=sys.stderr, flush=True)
-        return PREEMPTED_EXIT_CODE
-    from ..training import distributed as dist
+    for flag in ("accept_config_change", "fresh_if_nothing_to_resume"):
+        if getattr(args, flag) and not args.resume:
+            raise ConfigError(f"--{flag.replace('_', '-')} only applies with --resume")
+    root = run(cfg, phases=phases, evaluate=evaluate, resume=args.resume, overwrite=args.overwrite,
+               accept_config_change=args.accept_config_change,
+               fresh_if_nothing_to_resume=args.fresh_if_nothing_to_resume)
+    from .. import distributed as dist
 
     if dist.is_main():
         print(f"run directory: {root}", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import typing
 from importlib import resources
 from pathlib import Path
@@ -12,13 +13,29 @@ from typing import Any, Union
 import yaml
 
 from ..errors import ConfigError
-from .schema import CHOICES, ExperimentConfig
+from .schema import CHOICES, RANGES, ExperimentConfig
 
 PRESET_PACKAGE = "xrobust.config.presets"
+OVERLAYS = "overlays"  # presets/overlays/: partial configs that a config adds through `base:`, never run alone
+
+
+def _shipped(folder: str = ""):
+    root = resources.files(PRESET_PACKAGE)
+    return root / folder if folder else root
+
+
+def _names(folder: str = "") -> list[str]:
+    return sorted(p.name[:-5] for p in _shipped(folder).iterdir() if p.name.endswith(".yaml"))
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+    """The shipped presets that `--config` accepts (overlays are listed by overlay_names)."""
+    return _names()
+
+
+def overlay_names() -> list[str]:
+    """The shipped overlays: one per adversarial method, added to a preset as in `base: [xstilts_mnli, freelb]`."""
+    return _names(OVERLAYS)
 
 
 def resolve_config_path(name_or_path: str) -> Path:
@@ -28,10 +45,23 @@ def resolve_config_path(name_or_path: str) -> Path:
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         return path
-    preset = resources.files(PRESET_PACKAGE) / f"{name_or_path}.yaml"
-    if not preset.is_file():
-        raise ConfigError(f"'{name_or_path}' is neither a config file nor a preset; presets: {', '.join(preset_names())}")
-    return Path(str(preset))
+    if name_or_path in preset_names():
+        return Path(str(_shipped() / f"{name_or_path}.yaml"))
+    if name_or_path in overlay_names():
+        raise ConfigError(f"'{name_or_path}' is an overlay, not a preset: it is not run alone but added to a config "
+                          f"through `base:`, e.g. base: [xstilts_mnli, {name_or_path}]")
+    raise ConfigError(f"'{name_or_path}' is neither a config file nor a preset; presets: {', '.join(preset_names())}; "
+                      f"overlays (for `base:` only): {', '.join(overlay_names())}")
+
+
+def _base_path(name: str, config: Path) -> Path:
+    """One element of `base:`: a file relative to the config naming it, a shipped overlay, or whatever
+    --config accepts (a preset name, a file path)."""
+    if (config.parent / name).is_file():
+        return config.parent / name
+    if name in overlay_names():
+        return Path(str(_shipped(OVERLAYS) / f"{name}.yaml"))
+    return resolve_config_path(name)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -60,18 +90,31 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return out
 
 
-def _load_raw(path: Path, seen: tuple = ()) -> dict:
-    """`base: <preset or file>` inherits from another config; this file's keys win."""
-    if path.resolve() in seen:
-        raise ConfigError(f"{path}: 'base' chain loops back to itself")
+def _load_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """`base:` names one config or a list of them, each loaded with its own bases and merged left to
+    right: a later base wins over an earlier one, and this file's keys win over all of them."""
+    chain += (path,)
+    if path.resolve() in {p.resolve() for p in chain[:-1]}:
+        raise ConfigError(f"{path}: 'base' chain loops back to itself: {' -> '.join(str(p) for p in chain)}")
     data = _read_yaml(path)
-    base = data.pop("base", None)
-    if base is None:
+    bases = data.pop("base", None)
+    if bases is None:
         return data
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: key 'base': expected a preset name or a file path, got {base!r}")
-    base_path = (path.parent / base) if (path.parent / base).is_file() else resolve_config_path(base)
-    return _deep_merge(_load_raw(base_path, seen + (path.resolve(),)), data)
+    if not isinstance(bases, (str, list)) or not bases:
+        raise ConfigError(f"{path}: key 'base': expected a preset name, an overlay name, a file path or a "
+                          f"non-empty list of them, got {bases!r}")
+    merged: dict = {}
+    for i, name in enumerate([bases] if isinstance(bases, str) else bases):
+        key = "base" if isinstance(bases, str) else f"base[{i}]"
+        if not isinstance(name, str):
+            raise ConfigError(f"{path}: key '{key}': expected a preset name, an overlay name or a file path, "
+                              f"got {name!r}")
+        try:
+            base_path = _base_path(name, path)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: key '{key}': {exc}") from None
+        merged = _deep_merge(merged, _load_raw(base_path, chain))
+    return _deep_merge(merged, data)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -127,9 +170,11 @@ def _convert(value: Any, tp, where: str, source: str):
         return float(value)
     if tp is float and isinstance(value, str):
         try:  # YAML 1.1 reads 1e-5 (no dot) as a string
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: key '{where}': expected a finite number, got {value}")
     if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
         raise ConfigError(f"{source}: key '{where}': expected {_type_name(tp)}, got {value!r}")
     return value
@@ -156,6 +201,23 @@ def _check_choice(value, key: str, where: str, source: str) -> None:
         raise ConfigError(f"{source}: key '{where}': {value!r} is not one of: {allowed}")
 
 
+def _get(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_range(value, rule: str, where: str, source: str) -> None:
+    """rule: "[lo, hi)" style interval (see schema.RANGES); None (an unset optional) passes."""
+    if value is None:
+        return
+    lo, hi = (float(x) for x in rule[1:-1].split(","))
+    below = value < lo if rule[0] == "[" else value <= lo
+    above = value > hi if rule[-1] == "]" else value >= hi
+    if below or above:
+        raise ConfigError(f"{source}: key '{where}': {value} is out of range; expected a value in {rule}")
+
+
 def validate(cfg: ExperimentConfig, source: str) -> None:
     from ..tasks import get_task
 
@@ -164,6 +226,9 @@ def validate(cfg: ExperimentConfig, source: str) -> None:
 
     if not cfg.name:
         fail("name", "missing required value (the run's name)")
+    for key, rule in RANGES.items():
+        if not key.startswith("phase."):
+            _check_range(_get(cfg, key), rule, key, source)
     _check_choice(cfg.model.dtype, "model.dtype", "model.dtype", source)
     if not cfg.phases:
         fail("phases", "missing required value: at least one training phase")
@@ -179,25 +244,18 @@ def validate(cfg: ExperimentConfig, source: str) -> None:
             if spec.format == "retrieval":
                 fail(f"{p}.tasks[{i}]", f"'{task}' is a retrieval task: it has no training data")
         _check_choice(phase.sampler, "phase.sampler", f"{p}.sampler", source)
-        for key in ("lr", "batch_size", "micro_batch_size", "epochs"):
-            if getattr(phase, key) <= 0:
-                fail(f"{p}.{key}", f"expected a positive value, got {getattr(phase, key)}")
+        for key, rule in RANGES.items():
+            if key.startswith("phase."):
+                sub = key[len("phase."):]
+                _check_range(_get(phase, sub), rule, f"{p}.{sub}", source)
         if phase.batch_size % phase.micro_batch_size:
             fail(f"{p}.batch_size", f"{phase.batch_size} is not a multiple of micro_batch_size {phase.micro_batch_size}")
-        if phase.max_steps is not None and phase.max_steps <= 0:
-            fail(f"{p}.max_steps", f"expected a positive number of optimizer steps, got {phase.max_steps}")
-        if not 0 <= phase.warmup_ratio < 1:
-            fail(f"{p}.warmup_ratio", f"expected a value in [0, 1), got {phase.warmup_ratio}")
         adv = phase.adversarial
         a = f"{p}.adversarial"
         _check_choice(adv.method, "adversarial.method", f"{a}.method", source)
         _check_choice(adv.norm, "adversarial.norm", f"{a}.norm", source)
         _check_choice(adv.noise, "adversarial.noise", f"{a}.noise", source)
         _check_choice(adv.backend, "adversarial.backend", f"{a}.backend", source)
-        if adv.steps < 1:
-            fail(f"{a}.steps", f"expected at least 1, got {adv.steps}")
-        if adv.max_norm < 0 or adv.step_size < 0 or adv.init_mag < 0:
-            fail(a, "step_size, init_mag and max_norm must be >= 0")
         if adv.method == "rs-da" and not adv.neighbours:
             fail(f"{a}.neighbours", "rs-da needs a synonym neighbours file")
     ev = cfg.evaluation
@@ -209,14 +267,21 @@ def validate(cfg: ExperimentConfig, source: str) -> None:
         except ConfigError as exc:
             fail(f"evaluation.tasks[{i}]", str(exc))
     _check_choice(cfg.tracking.mode, "tracking.mode", "tracking.mode", source)
+    from ..data.loading import source_problems
+
     for task, src in cfg.data.sources.items():
         try:
             get_task(task)
         except ConfigError as exc:
             fail(f"data.sources.{task}", str(exc))
-        if not src.path:
-            fail(f"data.sources.{task}.path", "missing required value: a file path template")
-        _check_choice(src.format, "source.format", f"data.sources.{task}.format", source)
+        for key, problem in source_problems(task, src):
+            fail(key, problem)
+
+
+def normalize_config(data: dict, source: str) -> dict:
+    """A config mapping with every default filled in (not validated): recorded configs of older
+    runs compare with today's."""
+    return to_dict(_build(ExperimentConfig, data, "", source))
 
 
 def config_from_dict(data: dict, source: str = "<config>") -> ExperimentConfig:

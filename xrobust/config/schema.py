@@ -6,7 +6,11 @@ A run is fully described by its resolved config (saved as config.yaml in every r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
+
+from ..adversarial.divergence import KINDS as DIVERGENCES
+from ..adversarial.strategies import METHODS, NOISES
+from ..kernels.api import BACKENDS, NORMS
 
 
 @dataclass
@@ -14,7 +18,10 @@ class ModelConfig:
     name_or_path: str = "xlm-roberta-large"  # hub id or local HF directory
     tokenizer: Optional[str] = None  # defaults to name_or_path
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
-    dropout: Optional[float] = None  # overrides hidden and attention dropout when set
+    dropout: Optional[float] = None  # when set, every dropout probability of the encoder's config
+    # (hidden and attention for BERT and XLM-R; xrobust.modeling.encoder.dropout_keys)
+    random_init: bool = False  # true: build the encoder from name_or_path's config.json with random
+    # (seeded) weights; otherwise a directory without weights is an error
 
 
 @dataclass
@@ -31,6 +38,18 @@ class AdversarialConfig:
     neighbours: Optional[str] = None  # rs-da: synonym neighbours file
     copies: int = 1  # rs-da: augmented copies per example
     backend: str = "auto"  # perturbation kernels: auto | eager | compiled | triton
+    ascent_divergence: str = "symmetric"  # smart ascent objective: symmetric | one_sided | stable_kl
+    reuse_dropout_masks: bool = True  # freelb: the same dropout masks in all K passes (reference code)
+    coalesce: bool = True  # one gradient reduction for a micro-step's K backwards; under ZeRO-3 each
+    # rank then holds the full (unpartitioned) gradients until the last backward: false saves that memory
+
+
+@dataclass
+class NonFiniteConfig:
+    """How many non-finite optimizer steps (a NaN/inf loss or gradient, or a step DeepSpeed skips)
+    a phase tolerates before it stops with an error."""
+    max_consecutive: int = 5  # in a row; 0 = no limit
+    max_fraction: float = 0.05  # of the phase's optimizer steps, in total; 1 = no limit
 
 
 @dataclass
@@ -61,6 +80,7 @@ class PhaseConfig:
     freeze_embeddings: bool = False  # keep the word embeddings fixed: English-only updates would pull
     # English vectors away from their translations
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    nonfinite: NonFiniteConfig = field(default_factory=NonFiniteConfig)
 
 
 @dataclass
@@ -69,16 +89,28 @@ class EvaluationConfig:
     split: str = "test"  # dev | test
     languages: Optional[list[str]] = None  # default: every language of each task
     batch_size: int = 32
-    layer: int = 14  # retrieval: hidden layer to pool (XLM-R Large reference setting)
+    # retrieval: hidden state to pool (0 = embeddings); unset: 14/24 of the encoder's depth, i.e.
+    # layer 14 of XLM-R Large as X-STILTs and XTREME pool (xrobust.evaluation.retrieval.default_layer)
+    layer: Optional[int] = None
     pooling: str = "mean"  # retrieval: mean (special tokens included) | cls
     max_examples: Optional[int] = None  # per language, for quick runs
 
 
 @dataclass
 class SourceConfig:
-    path: str = ""  # template with {split} and {lang}
-    format: Optional[str] = None  # json | jsonl | parquet | tsv | csv | conll | conllu
-    columns: dict[str, str] = field(default_factory=dict)
+    """data.sources.<task>: local files instead of the hub (docs/TASKS.md), or a hub revision.
+    Checked by xrobust.data.loading.source_problems."""
+
+    # file template ({split}, {lang}, {task}, {root}), or a mapping split -> template
+    path: Any = None
+    format: Optional[str] = None  # json | jsonl | parquet | tsv | csv | conll | conllu | squad | text
+    columns: dict[str, str] = field(default_factory=dict)  # canonical field -> file column
+    adapter: Optional[str] = None  # read a hub layout: "hub" (the task's adapter) or an adapter name
+    header: bool = True  # csv/tsv: the first row names the columns (else "0", "1", ...)
+    field: Optional[str] = None  # json: the records are under this top-level key
+    target_path: Any = None  # retrieval: the English side (template or split -> template)
+    gold_path: Any = None  # retrieval: "src_id<TAB>tgt_id" gold pairs (template or split -> template)
+    revision: Optional[str] = None  # no path: load the hub source at this commit, branch or ref
 
 
 @dataclass
@@ -86,6 +118,8 @@ class DataConfig:
     root: Optional[str] = None  # local root for the demo tasks
     cache_dir: str = "~/.cache/xrobust/features"
     sources: dict[str, SourceConfig] = field(default_factory=dict)
+    # the download/ folder of XTREME's scripts/download_data.sh: every split it holds is read from it
+    xtreme_dir: Optional[str] = None
 
 
 @dataclass
@@ -115,13 +149,53 @@ class ExperimentConfig:
 
 CHOICES = {
     "model.dtype": ("auto", "fp32", "bf16", "fp16"),
-    "adversarial.method": ("none", "fgm", "pgd", "freelb", "smart", "r3f", "rs-rp", "rs-da"),
-    "adversarial.norm": ("l2", "linf"),
-    "adversarial.noise": ("uniform", "normal"),
-    "adversarial.backend": ("auto", "eager", "compiled", "triton"),
+    # the adversarial lists are owned by the code that implements them
+    "adversarial.method": METHODS,
+    "adversarial.norm": NORMS,
+    "adversarial.noise": NOISES,
+    "adversarial.backend": BACKENDS,
+    "adversarial.ascent_divergence": DIVERGENCES,
     "phase.sampler": ("uniform", "proportional", "capped_proportional", "temperature"),
     "evaluation.split": ("dev", "test"),
     "evaluation.pooling": ("mean", "cls"),
     "tracking.mode": ("online", "offline", "disabled"),
-    "source.format": (None, "json", "jsonl", "parquet", "tsv", "csv", "conll", "conllu"),
+}
+
+# Numeric ranges, checked at load after every value was found finite. "(" / ")" exclude the bound,
+# "[" / "]" include it. Keys are dotted paths from the top level; "phase." stands for every phase.
+RANGES = {
+    "seed": "[0, 4294967295]",  # numpy's seed range
+    "model.dropout": "[0, 1)",
+    "phase.lr": "(0, inf)",
+    "phase.weight_decay": "[0, inf)",
+    "phase.adam_eps": "(0, inf)",
+    "phase.warmup_ratio": "[0, 1)",
+    "phase.max_grad_norm": "[0, inf)",  # 0 = no clipping
+    "phase.temperature": "(0, inf)",
+    "phase.cap": "[1, inf)",
+    "phase.batch_size": "[1, inf)",
+    "phase.micro_batch_size": "[1, inf)",
+    "phase.epochs": "(0, inf)",
+    "phase.max_steps": "[1, inf)",
+    "phase.max_length": "[4, inf)",
+    "phase.doc_stride": "[1, inf)",
+    "phase.max_query_length": "[1, inf)",
+    "phase.eval_every": "[0, inf)",
+    "phase.patience": "[0, inf)",
+    "phase.save_every": "[0, inf)",
+    "phase.keep_checkpoints": "[0, inf)",  # 0 = keep every checkpoint
+    "phase.max_dev_examples": "[1, inf)",
+    "phase.nonfinite.max_consecutive": "[0, inf)",
+    "phase.nonfinite.max_fraction": "[0, 1]",
+    "phase.adversarial.steps": "[1, inf)",
+    "phase.adversarial.step_size": "[0, inf)",
+    "phase.adversarial.init_mag": "[0, inf)",
+    "phase.adversarial.max_norm": "[0, inf)",  # 0 = no projection
+    "phase.adversarial.start_step": "[0, inf)",
+    "phase.adversarial.weight": "[0, inf)",
+    "phase.adversarial.copies": "[1, inf)",
+    "evaluation.batch_size": "[1, inf)",
+    "evaluation.layer": "[0, inf)",  # the encoder's depth is checked before training
+    "evaluation.max_examples": "[1, inf)",
+    "tracking.init_timeout": "(0, inf)",
 }

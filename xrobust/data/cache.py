@@ -1,7 +1,8 @@
 """On-disk cache of featurized datasets.
 
 The key covers everything that changes the features: the tokenizer (hash of its backend:
-vocab, normalizer, specials + class), max_length, doc_stride, max_query_length, train mode,
+vocab, normalizer, specials + class; and the inputs it returns, which decide whether the features
+carry token_type_ids), max_length, doc_stride, max_query_length, train mode,
 the featurizer version, the task's format/labels/pair and the examples' datasets fingerprint.
 Entries are written with save_to_disk into a temp dir and renamed into place, so a crash or a
 concurrent writer never leaves a half-written entry that a later run would load.
@@ -29,6 +30,8 @@ def cache_key(examples, spec, tokenizer, *, max_length, doc_stride=128, max_quer
     parts = {
         "featurizer_version": _featurize_mod.FEATURIZER_VERSION,
         "tokenizer": tokenizer_fingerprint(tokenizer),
+        # whether token_type_ids come back is the tokenizer's model_input_names, not its backend
+        "model_inputs": list(getattr(tokenizer, "model_input_names", None) or []),
         "format": spec.format,
         "labels": list(getattr(spec, "labels", None) or []),
         "pair": bool(getattr(spec, "pair", False)),

@@ -12,11 +12,11 @@ import torch
 
 from xrobust.errors import ConfigError, DataError
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # token labels the loss ignores (torch cross_entropy's default ignore_index)
 
 # Per-token fields and their pad values; "input_ids" uses the tokenizer's pad id.
 TOKEN_FIELDS = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "labels": IGNORE_INDEX}
-SCALAR_FIELDS = ("labels", "start_positions", "end_positions")
+TARGET_KEYS = ("labels", "start_positions", "end_positions")  # a batch's gold: the loss's inputs, never the encoder's
 # Prediction metadata: never sent to the model, returned only with keep_meta=True.
 META_FIELDS = ("example_id", "offset_mapping", "word_ids", "n_words")
 
@@ -24,9 +24,10 @@ META_FIELDS = ("example_id", "offset_mapping", "word_ids", "n_words")
 class Collator:
     """`Collator(tokenizer, head="xnli")(features) -> {"head", "input_ids", "attention_mask", "labels", ...}`.
 
-    - input_ids padded with the tokenizer's pad id, attention_mask with 0, token labels with -100;
-    - multiple choice ([n_choices][len] per feature) is padded across all choices of the batch
-      and returned as (B, n_choices, L);
+    - input_ids padded with the tokenizer's pad id, attention_mask and token_type_ids (segment ids,
+      present when the tokenizer makes them) with 0, token labels with -100;
+    - multiple choice ([n_choices][len] per feature; token_type_ids likewise) is padded across all
+      choices of the batch and returned as (B, n_choices, L);
     - `padding="max_length"` pads to `max_length` (a longer feature is an error, not truncated);
     - `pad_to_multiple_of` rounds the padded length up (tensor-core friendly shapes);
     - unknown non-tensor fields are dropped; META_FIELDS come back as lists with `keep_meta=True`.
@@ -88,7 +89,7 @@ class Collator:
                     batch[key] = [f[key] for f in features]
                 continue
             values = [f[key] for f in features]
-            if key in SCALAR_FIELDS and not isinstance(values[0], (list, tuple)):
+            if key in TARGET_KEYS and not isinstance(values[0], (list, tuple)):
                 batch[key] = torch.tensor(values, dtype=torch.long)
             elif key in TOKEN_FIELDS:
                 pad = self.pad_token_id if key == "input_ids" else TOKEN_FIELDS[key]

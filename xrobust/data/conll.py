@@ -11,6 +11,7 @@ from pathlib import Path
 
 import datasets
 
+from xrobust.data.textfile import text_lines
 from xrobust.errors import DataError
 
 # Official XTREME PAN-X / UD-POS files prefix every token with its language ("en:Paris").
@@ -39,25 +40,23 @@ def read_conll(path: str | Path, *, strip_lang_prefix: bool = True) -> list[dict
         tokens.clear()
         tags.clear()
 
-    with _open(path) as f:
-        for lineno, raw in enumerate(f, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                flush()
-                continue
-            if line.startswith("-DOCSTART-"):
-                flush()
-                continue
-            # A tab separates token and tag when present, so tokens may contain spaces.
-            parts = line.split("\t") if "\t" in line else line.split()
-            if len(parts) < 2 or not parts[0].strip() or not parts[-1].strip():
-                raise DataError(
-                    f"{path}:{lineno}: expected 'token<TAB>tag' (or 'token tag'), got {line!r}")
-            if not tokens:
-                start = lineno
-            token = parts[0].strip()
-            tokens.append(_strip_lang_prefix(token) if strip_lang_prefix else token)
-            tags.append(parts[-1].strip())
+    for lineno, line in _lines(path):
+        if not line.strip():
+            flush()
+            continue
+        if line.startswith("-DOCSTART-"):
+            flush()
+            continue
+        # A tab separates token and tag when present, so tokens may contain spaces.
+        parts = line.split("\t") if "\t" in line else line.split()
+        if len(parts) < 2 or not parts[0].strip() or not parts[-1].strip():
+            raise DataError(
+                f"{path}:{lineno}: expected 'token<TAB>tag' (or 'token tag'), got {line!r}")
+        if not tokens:
+            start = lineno
+        token = parts[0].strip()
+        tokens.append(_strip_lang_prefix(token) if strip_lang_prefix else token)
+        tags.append(parts[-1].strip())
     flush()
     return sentences
 
@@ -73,37 +72,36 @@ def read_conllu(path: str | Path) -> list[dict]:
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
-    with _open(path) as f:
-        for lineno, raw in enumerate(f, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                if tokens:
-                    sentences.append({"tokens": tokens, "tags": tags, "line": start})
-                tokens, tags = [], []
-                continue
-            if line.startswith("#"):
-                continue
-            cols = line.split("\t")
-            if len(cols) != 10:
-                raise DataError(
-                    f"{path}:{lineno}: expected 10 tab-separated CoNLL-U columns, got {len(cols)}")
-            word_id = cols[0]
-            if "-" in word_id or "." in word_id:
-                continue
-            if not word_id.isdigit():
-                raise DataError(f"{path}:{lineno}: expected an integer word ID, got {word_id!r}")
-            if not tokens:
-                start = lineno
-            tokens.append(cols[1])
-            tags.append(cols[3])
+    for lineno, line in _lines(path):
+        if not line.strip():
+            if tokens:
+                sentences.append({"tokens": tokens, "tags": tags, "line": start})
+            tokens, tags = [], []
+            continue
+        if line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) != 10:
+            raise DataError(
+                f"{path}:{lineno}: expected 10 tab-separated CoNLL-U columns, got {len(cols)}")
+        word_id = cols[0]
+        if "-" in word_id or "." in word_id:
+            continue
+        if not word_id.isdigit():
+            raise DataError(f"{path}:{lineno}: expected an integer word ID, got {word_id!r}")
+        if not tokens:
+            start = lineno
+        tokens.append(cols[1])
+        tags.append(cols[3])
     if tokens:
         sentences.append({"tokens": tokens, "tags": tags, "line": start})
     return sentences
 
 
-def conll_dataset(path: str | Path, fmt: str = "conll") -> datasets.Dataset:
+def conll_dataset(path: str | Path, fmt: str = "conll", *, strip_lang_prefix: bool = True
+                  ) -> datasets.Dataset:
     """A `datasets.Dataset` with tokens, tags (strings) and line (first line of the sentence)."""
-    rows = read_conllu(path) if fmt == "conllu" else read_conll(path)
+    rows = read_conllu(path) if fmt == "conllu" else read_conll(path, strip_lang_prefix=strip_lang_prefix)
     if not rows:
         raise DataError(f"{path}: no sentences found (expected {fmt} lines separated by blanks)")
     features = datasets.Features({
@@ -114,7 +112,8 @@ def conll_dataset(path: str | Path, fmt: str = "conll") -> datasets.Dataset:
     return datasets.Dataset.from_list(rows, features=features)
 
 
-def _open(path: Path):
+def _lines(path: Path):
+    """Numbered lines, decoded strictly: bytes that are not UTF-8 are named by file and line."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    return path.open(encoding="utf-8")
+    return text_lines(path)

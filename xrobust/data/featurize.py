@@ -3,16 +3,29 @@
 Input layouts are the canonical examples of docs/ARCHITECTURE.md; outputs are lists of ints per
 feature (the collator pads). Every featurizer keeps `example_id` so predictions can be mapped
 back to examples. All featurizers run through `Dataset.map(batched=True)` and a fast tokenizer.
+
+What does not fit is counted in the features (xrobust.data.stats reads the counts), as XTREME
+handles it: `truncated` (classification, multiple choice, retrieval: 1 when the text was cut to
+max_length), `unk_words` (tagging: words fed as <unk> because they alone are longer than a window,
+or the tokenizer erases them; each still gets its prediction), and span-QA training examples whose
+answer is not at answer_start produce no feature (skipped, as XTREME's SQuAD preprocessing does).
+
+Segment ids: when the tokenizer returns `token_type_ids` (BERT-style tokenizers; XLM-R's does not),
+the features keep them, so the second text of a pair (classification pairs, each (prompt, choice) of
+multiple choice, the context of span QA) reaches the encoder as segment 1. Tagging builds its
+single-segment windows itself and leaves them out: the encoder's default, all zeros, is the same.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from xrobust.data.collate import IGNORE_INDEX
 from xrobust.errors import ConfigError, DataError
 
 # Bump when any featurizer's output changes: part of the feature-cache key (xrobust.data.cache).
-FEATURIZER_VERSION = "1"
+# 3: token_type_ids kept when the tokenizer returns them.
+FEATURIZER_VERSION = "3"
 
 FORMATS = ("classification", "multiple_choice", "span_qa", "tagging", "retrieval")
 
@@ -24,7 +37,7 @@ REQUIRED_COLUMNS = {
     "retrieval": ("id", "text"),
 }
 
-IGNORE_INDEX = -100  # labels ignored by the loss (torch CrossEntropyLoss default)
+SEGMENT_IDS = "token_type_ids"
 
 
 def featurize(
@@ -105,6 +118,13 @@ def _n_labels(spec) -> int | None:
     return len(labels) if labels else None
 
 
+def _encoded(enc, rows=None) -> dict[str, list]:
+    """input_ids and attention_mask of an encoding, and token_type_ids when the tokenizer made them;
+    `rows` picks (a slice of) rows."""
+    keys = ("input_ids", "attention_mask", SEGMENT_IDS) if SEGMENT_IDS in enc else ("input_ids", "attention_mask")
+    return {k: enc[k] if rows is None else enc[k][rows] for k in keys}
+
+
 def _classification(spec, tokenizer, *, max_length, train, **_):
     name, pair, n = spec.name, bool(getattr(spec, "pair", False)), _n_labels(spec)
 
@@ -114,20 +134,28 @@ def _classification(spec, tokenizer, *, max_length, train, **_):
             for i, b in zip(ids, batch.get("text_b") or [None] * len(ids)):
                 if b is None:
                     raise DataError(f"task {name!r} is a pair task but example {i!r} has text_b=None; expected a str")
+            texts = (batch["text_a"], batch["text_b"])
             # longest_first trims the longer text token by token: neither side is dropped whole
-            enc = tokenizer(batch["text_a"], batch["text_b"], truncation="longest_first", max_length=max_length)
+            enc = tokenizer(*texts, truncation="longest_first", max_length=max_length)
         else:
-            enc = tokenizer(batch["text_a"], truncation=True, max_length=max_length)
+            texts = (batch["text_a"],)
+            enc = tokenizer(*texts, truncation=True, max_length=max_length)
         labels = []
         for i, lab in zip(ids, batch["label"]):
             if lab is None or (lab == -1 and not train):  # unlabeled test split
                 labels.append(IGNORE_INDEX)
             else:
                 labels.append(_check_label(name, spec, i, lab, n))
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels,
-                "example_id": [str(i) for i in ids]}
+        return {**_encoded(enc), "labels": labels,
+                "example_id": [str(i) for i in ids], "truncated": _cut(tokenizer, texts, max_length)}
 
     return fn
+
+
+def _cut(tokenizer, texts, max_length: int) -> list[int]:
+    """1 for each text (pair) longer than max_length tokens with special tokens, else 0."""
+    full = tokenizer(*texts)["input_ids"]
+    return [int(len(ids) > max_length) for ids in full]
 
 
 def _multiple_choice(spec, tokenizer, *, max_length, train, **_):
@@ -142,17 +170,19 @@ def _multiple_choice(spec, tokenizer, *, max_length, train, **_):
             firsts += [prompt] * len(choices)
             seconds += list(choices)
         enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_length)
-        input_ids, attention, labels, pos = [], [], [], 0
+        cut = _cut(tokenizer, (firsts, seconds), max_length)
+        tokens: dict[str, list] = {k: [] for k in _encoded(enc)}
+        labels, truncated, pos = [], [], 0
         for i, n, lab in zip(batch["id"], counts, batch["label"]):
-            input_ids.append(enc["input_ids"][pos:pos + n])
-            attention.append(enc["attention_mask"][pos:pos + n])
+            for key, rows in _encoded(enc, slice(pos, pos + n)).items():  # [n_choices][len] per example
+                tokens[key].append(rows)
+            truncated.append(max(cut[pos:pos + n]))
             pos += n
             if lab is None or (lab == -1 and not train):
                 labels.append(IGNORE_INDEX)
             else:
                 labels.append(_check_label(name, spec, i, lab, n))
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-                "example_id": [str(i) for i in batch["id"]]}
+        return {**tokens, "labels": labels, "example_id": [str(i) for i in batch["id"]], "truncated": truncated}
 
     return fn
 
@@ -160,8 +190,8 @@ def _multiple_choice(spec, tokenizer, *, max_length, train, **_):
 def _retrieval(spec, tokenizer, *, max_length, **_):
     def fn(batch):
         enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                "example_id": [str(i) for i in batch["id"]]}
+        return {**_encoded(enc), "example_id": [str(i) for i in batch["id"]],
+                "truncated": _cut(tokenizer, (batch["text"],), max_length)}
 
     return fn
 
@@ -224,7 +254,7 @@ def _span_qa(spec, tokenizer, *, max_length, doc_stride, max_query_length, train
             return_overflowing_tokens=True,
             return_offsets_mapping=True,
         )
-        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "example_id": []}
+        out: dict[str, list[Any]] = {**{k: [] for k in _encoded(enc)}, "example_id": []}
         if train:
             out["start_positions"], out["end_positions"] = [], []
         else:
@@ -233,25 +263,33 @@ def _span_qa(spec, tokenizer, *, max_length, doc_stride, max_query_length, train
         for f, ex in enumerate(enc["overflow_to_sample_mapping"]):
             seq = enc.sequence_ids(f)
             offsets = enc["offset_mapping"][f]
-            out["input_ids"].append(enc["input_ids"][f])
-            out["attention_mask"].append(enc["attention_mask"][f])
-            out["example_id"].append(str(batch["id"][ex]))
-            if not train:
+            if train:
+                if ex not in answer_cache:
+                    answer_cache[ex] = _answer_chars(name, batch["id"][ex], batch["context"][ex],
+                                                     batch["answers"][ex])
+                span = answer_cache[ex]
+                if span is MISALIGNED:  # no feature: the example is skipped (xrobust.data.stats counts it)
+                    continue
+                s, e = (0, 0) if span is None else _char_span_to_tokens(offsets, seq, *span)
+                out["start_positions"].append(s)
+                out["end_positions"].append(e)
+            else:
                 out["offset_mapping"].append([list(o) if s == 1 else None for o, s in zip(offsets, seq)])
-                continue
-            if ex not in answer_cache:
-                answer_cache[ex] = _answer_chars(name, batch["id"][ex], batch["context"][ex], batch["answers"][ex])
-            span = answer_cache[ex]
-            s, e = (0, 0) if span is None else _char_span_to_tokens(offsets, seq, *span)
-            out["start_positions"].append(s)
-            out["end_positions"].append(e)
+            for key, row in _encoded(enc, f).items():
+                out[key].append(row)
+            out["example_id"].append(str(batch["id"][ex]))
         return out
 
     return fn
 
 
-def _answer_chars(name, example_id, context: str, answers) -> tuple[int, int] | None:
-    """(start, end) character span of the first gold answer, end exclusive; None if unanswerable."""
+MISALIGNED = "misaligned"  # _answer_chars: the answer text is not at answer_start
+
+
+def _answer_chars(name, example_id, context: str, answers):
+    """(start, end) character span of the first gold answer, end exclusive; None if unanswerable;
+    MISALIGNED when the text is not at answer_start (loading already moved answers that were off by
+    a few characters, so this answer is nowhere near: the example is skipped in training)."""
     texts, starts = (answers or {}).get("text") or [], (answers or {}).get("answer_start") or []
     if not texts:
         return None
@@ -259,10 +297,7 @@ def _answer_chars(name, example_id, context: str, answers) -> tuple[int, int] | 
         raise DataError(f"task {name!r}: example {example_id!r} has answers.text but no answers.answer_start")
     text, start = texts[0], int(starts[0])
     if context[start:start + len(text)] != text:
-        raise DataError(
-            f"task {name!r}: example {example_id!r}: answer {text!r} not found at answer_start={start} "
-            f"(context there reads {context[start:start + len(text)]!r}); expected context[start:start+len(text)] == text"
-        )
+        return MISALIGNED
     return start, start + len(text)
 
 
@@ -294,25 +329,19 @@ def _tagging(spec, tokenizer, *, max_length, train, **_):
         tags_batch = batch["tags"] if "tags" in batch else [None] * len(ids)
         enc = tokenizer(list(map(list, words_batch)), is_split_into_words=True, add_special_tokens=False)
         out: dict[str, list[Any]] = {k: [] for k in ("input_ids", "attention_mask", "labels", "example_id",
-                                                     "word_ids", "n_words")}
+                                                     "word_ids", "n_words", "unk_words")}
         for b, (eid, words, tags) in enumerate(zip(ids, words_batch, tags_batch)):
             if tags is not None and len(tags) != len(words):
                 raise DataError(f"task {name!r}: example {eid!r} has {len(words)} tokens but {len(tags)} tags; expected equal")
             # sub-token ids per word; a word the normalizer erases entirely (e.g. a lone zero-width
-            # char) becomes <unk> so every word still gets exactly one prediction
+            # char) or one longer than a whole window becomes <unk> (as XTREME's preprocessing
+            # does), so every word still gets exactly one prediction
             pieces: list[list[int]] = [[] for _ in words]
             for tok_id, w in zip(enc["input_ids"][b], enc.word_ids(b)):
                 if w is not None:
                     pieces[w].append(tok_id)
-            for w, p in enumerate(pieces):
-                if not p:
-                    p.append(unk_id)
-                if len(p) > budget:
-                    raise DataError(
-                        f"task {name!r}: example {eid!r}: word {w} ({words[w][:40]!r}) has {len(p)} sub-tokens, more "
-                        f"than fit in one window (max_length={max_length} minus {n_special} special tokens = {budget}); "
-                        f"raise max_length"
-                    )
+            unk = [not p or len(p) > budget for p in pieces]
+            pieces = [[unk_id] if u else p for p, u in zip(pieces, unk)]
             for lo, hi in _word_windows([len(p) for p in pieces], budget):
                 input_ids, word_ids, labels = [cls_id], [-1], [IGNORE_INDEX]
                 for w in range(lo, hi):
@@ -329,6 +358,7 @@ def _tagging(spec, tokenizer, *, max_length, train, **_):
                 out["example_id"].append(str(eid))
                 out["word_ids"].append(word_ids)  # -1 on special tokens
                 out["n_words"].append(len(words))
+                out["unk_words"].append(sum(unk[lo:hi]))
         return out
 
     return fn

@@ -20,26 +20,45 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, DataError, XRobustError
 from ..io import atomic_write_json, atomic_write_text
-from ..training import distributed as dist
+from .. import distributed as dist
+from ..tasks import get_task
+from .finished_run import FinishedRun, first
 from .predict import predict, score
+from .scorer import official_name
 
 CROSSLINGUAL_TASKS = ("xnli", "pawsx", "demo_xnli")
 CROSSLINGUAL_FILE = "crosslingual.json"
+HUB = "hub dataset"  # how source_of names a hub set
 
 
 def source_of(cfg, spec, split: str, lang: str) -> str:
-    """Where a (task, split, language) set is read from, for error messages."""
+    """Where a (task, split, language) set is read from, for error messages: the loader's route (a
+    configured file, data.xtreme_dir, demo data under data.root, else the hub)."""
     import os
 
     from ..data import loading
 
-    local = loading.resolve_source(cfg.data.sources.get(spec.name), spec.name)
+    source = cfg.data.sources.get(spec.name)
+    local = loading.local_file(spec, split, lang, source=source, root=cfg.data.root, xtreme_dir=cfg.data.xtreme_dir)
     if local is not None:
-        return str(loading._local_path(local, spec, split, lang, cfg.data.root))
+        return str(local)
     if spec.local_template and cfg.data.root is not None:
         return spec.local_template.format(root=os.fspath(cfg.data.root), task=spec.name, split=split, lang=lang)
-    calls = loading.hub_load_args(spec, split, lang)
-    return " + ".join(f"hub dataset {c.dataset} (config {c.config}, split {c.split})" for c in calls)
+    calls = loading.hub_load_args(spec, split, lang, loading.hub_revision(source))
+    return " + ".join(f"{HUB} {c.dataset} (config {c.config}, split {c.split}"
+                      f"{f', revision {c.revision}' if c.revision else ''})" for c in calls)
+
+
+def _parallel_sets_hint(spec, split: str, origins) -> str:
+    """How to get parallel sets when a hub set is not parallel: XTREME's own XNLI / PAWS-X files
+    (google/xtreme's PAWS-X lost rows to quote handling; docs/TASKS.md)."""
+    if spec.name not in ("xnli", "pawsx") or not any(o.startswith(HUB) for o in origins):
+        return ""
+    folder = "data.xtreme_dir (the folder XTREME's scripts/download_data.sh writes; docs/TASKS.md)"
+    if split == "test":  # the download removes test labels
+        return (f". XTREME's {spec.name} sets are parallel: set {folder} and evaluate on dev (--split dev; its "
+                f"test sets have no labels), or give labeled parallel test files in data.sources.{spec.name}.path")
+    return f". XTREME's {spec.name} sets are parallel: set {folder}"
 
 
 def _positional(spec, split: str, lang: str, ids) -> bool:
@@ -63,22 +82,23 @@ def check_parallel(spec, split: str, sets: dict, origins: dict) -> None:
         ds = sets[lang]
         where = f"task {spec.name} split {split}: {origins[lang]} ({lang})"
         against = f"{origins[ref]} ({ref})"
+        hint = _parallel_sets_hint(spec, split, (origins[lang], origins[ref]))
         if len(ds) != len(ref_ds):
             raise DataError(f"{where} has {len(ds)} examples, {against} has {len(ref_ds)}; the generalized "
-                            f"cross-lingual matrix needs parallel sets (translations in the same order)")
+                            f"cross-lingual matrix needs parallel sets (translations in the same order){hint}")
         ids = list(ds["id"])
         if not (ref_positional and _positional(spec, split, lang, ids)):
             for k, (a, b) in enumerate(zip(ref_ids, ids)):
                 if a != b:
                     raise DataError(f"{where}: example {k} has id {b!r} where {against} has {a!r}; expected "
-                                    f"parallel sets with the same ids in the same order")
+                                    f"parallel sets with the same ids in the same order{hint}")
         labels = list(ds["label"])
         bad = [k for k, (a, b) in enumerate(zip(ref_labels, labels)) if a != b]
         if bad:
             k = bad[0]
             raise DataError(f"{where}: {len(bad)} of {len(ds)} gold labels differ from {against} (first at "
                             f"example {k}, id {ids[k]!r}: {spec.labels[labels[k]]} vs {spec.labels[ref_labels[k]]}); "
-                            f"expected translations of the same examples in the same order")
+                            f"expected translations of the same examples in the same order{hint}")
 
 
 def cross_examples(first, second):
@@ -132,60 +152,42 @@ def crosslingual_matrix(model, spec, sets: dict, tokenizer, *, featurize_fn, bat
 def evaluate_crosslingual(cfg, root: Path, *, tasks=None, languages=None, split=None, max_examples=None,
                           out_dir: Path | None = None, models=None) -> dict:
     """The matrix for every cross-lingual pair task of a finished run (default: those it trained)."""
-    from transformers import AutoTokenizer
-
-    from ..data.featurize import featurize
-    from ..tasks import get_task
-    from ..training.data import load_split, task_max_length
-    from ..training.trainer import load_trained
-    from .run import _languages, _models, _phase_for, official_name
-
     root = Path(root)
     ev = cfg.evaluation
     split = split or ev.split
     max_examples = max_examples if max_examples is not None else ev.max_examples
-    models = models if models is not None else _models(root)
+    run = FinishedRun(cfg, root, models=models)
     if tasks:
         wrong = [t for t in tasks if t not in CROSSLINGUAL_TASKS]
         if wrong:
             raise ConfigError(f"--crosslingual: {', '.join(wrong)} has no generalized cross-lingual setting; "
                               f"expected some of {', '.join(CROSSLINGUAL_TASKS)}")
     else:
-        tasks = [t for t in CROSSLINGUAL_TASKS if t in models]
+        tasks = [t for t in CROSSLINGUAL_TASKS if t in run.tasks]
         if not tasks:
             raise XRobustError(f"{root}/models.json: no trained task among {', '.join(CROSSLINGUAL_TASKS)}; "
                                f"the cross-lingual matrix needs one")
-    device = dist.device()
     out: dict = {}
     for name in tasks:
         spec = get_task(name)
-        if name not in models:
-            raise XRobustError(f"task '{name}' was not trained in {root} (models.json lists: "
-                               f"{', '.join(k for k in models if not k.startswith('phase:'))})")
-        langs = _languages(spec, split, languages)
+        run.model_dir(name)  # trained?
+        langs = run.languages(spec, split, languages)
         if len(langs) < 1:
             raise ConfigError(f"task {name}: no languages on split {split!r}")
         sets, origins = {}, {}
         for lang in langs:
+            sets[lang] = run.examples(spec, split, lang)
             origins[lang] = source_of(cfg, spec, split, lang)
-            ds = load_split(cfg, spec, split, lang)
-            sets[lang] = ds
         check_parallel(spec, split, sets, origins)  # on the full sets, before any cut
-        if max_examples:
-            sets = {lang: ds.select(range(min(len(ds), max_examples))) for lang, ds in sets.items()}
-        model_dir = models[name]
-        model = load_trained(Path(model_dir)).to(device)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        phase = _phase_for(cfg, name)
+        sets = {lang: first(ds, max_examples) for lang, ds in sets.items()}
+        model, tokenizer = run.load(name)
 
-        def featurize_fn(examples, spec=spec, tokenizer=tokenizer, phase=phase):
-            return featurize(examples, spec, tokenizer, max_length=task_max_length(spec, phase),
-                             doc_stride=phase.doc_stride, max_query_length=phase.max_query_length, train=False)
+        def featurize_fn(examples, spec=spec, tokenizer=tokenizer):  # one-off mixed sets: not cached
+            return run.featurize(spec, examples, tokenizer, cache=False)
 
         out[official_name(name)] = crosslingual_matrix(model, spec, sets, tokenizer, featurize_fn=featurize_fn,
                                                        batch_size=ev.batch_size, desc=f"crosslingual {name}")
-        del model
-    result = {"tasks": out, "settings": {"split": split, "max_examples": max_examples, "models": models}}
+    result = {"tasks": out, "settings": {"split": split, "max_examples": max_examples, "models": run.models}}
     if dist.is_main():
         write_crosslingual(result, Path(out_dir) if out_dir else root / "robustness",
                            title=f"Generalized cross-lingual accuracy: {cfg.name} ({split})")
@@ -216,7 +218,7 @@ def crosslingual_markdown(result: dict, title: str = "Generalized cross-lingual 
 def crosslingual_png(task: str, body: dict, path) -> None:
     from matplotlib.figure import Figure
 
-    from .plots import _save
+    from .plots import save_png
 
     langs = body["languages"]
     grid = np.asarray(body["matrix"], dtype=float)
@@ -236,7 +238,7 @@ def crosslingual_png(task: str, body: dict, path) -> None:
     off = body["off_diagonal_avg"]
     ax.set_title(f"{task}: diagonal {body['diagonal_avg']:.1f}, off-diagonal {'-' if off is None else f'{off:.1f}'}")
     fig.colorbar(im, ax=ax, fraction=0.04)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write_crosslingual(result: dict, out_dir, title: str = "Generalized cross-lingual accuracy") -> list[Path]:

@@ -1,57 +1,77 @@
 """Model forward over featurized data, sharded across ranks, and scoring per task format.
 
-The one evaluation path: English dev selection during training and `xrobust eval` both use it.
+The one evaluation path: English dev selection during training, `xrobust eval`, the cross-lingual
+matrix and the robustness attacks (through forward_outputs' perturbation hook) all use it.
 Under ZeRO-3 every rank must run the same number of forwards (parameters are gathered
 collectively), so shards are padded with repeats of a batch whose outputs are dropped.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 
-from ..data.collate import Collator
+from ..data.collate import TARGET_KEYS, Collator
 from ..data.featurize import feature_lengths
-from ..training import distributed as dist
+from .. import distributed as dist
+
 
 
 @torch.no_grad()
 def forward_outputs(model, features, tokenizer, head: str | None, batch_size: int, *,
-                    hidden_layer: int | None = None, pooling: str = "mean") -> list[np.ndarray]:
+                    hidden_layer: int | None = None, pooling: str = "mean", perturbation=None) -> list[np.ndarray]:
     """Per feature: logits cut to the feature's length (token-level formats), or a pooled
-    sentence embedding of `hidden_layer` when it is given (retrieval)."""
+    sentence embedding of `hidden_layer` when it is given (retrieval).
+
+    perturbation(model, batch, index, injector) -> delta or None: added to the word-embedding output
+    of the forward of global batch `index` (the same index at any world size) through `injector`
+    (an xrobust.adversarial.injection.DeltaInjector, which the hook may use for forwards of its
+    own, e.g. PGD's); `batch` still holds its gold targets.
+    """
     n = len(features)
     lengths = feature_lengths(features)
     order = np.argsort(-np.asarray(lengths), kind="stable")  # similar lengths together: little padding
     batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
     rank, world = dist.rank(), dist.world_size()
-    mine = batches[rank::world]
     rounds = -(-len(batches) // world) if batches else 0
     collate = Collator(tokenizer, head=head)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    injector = None
+    if perturbation is not None:
+        from ..adversarial.injection import DeltaInjector
+
+        injector = DeltaInjector(model.word_embeddings())
     results: dict[int, np.ndarray] = {}
-    for r in range(rounds):
-        real = r < len(mine)
-        idx = mine[r] if real else batches[0]
-        batch = collate([features[i] for i in idx])
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        for key in ("labels", "start_positions", "end_positions"):
-            batch.pop(key, None)
-        if hidden_layer is None:
-            out = model(**batch).logits.float().cpu().numpy()
-        else:
-            out = _embed(model, batch, hidden_layer, pooling)
-        if not real:
-            continue
-        for j, i in enumerate(idx):
-            row = out[j]
-            if hidden_layer is None and row.ndim == 2:  # (L, C) token logits: drop padding
-                row = row[:lengths[i]]
-            results[i] = row
-    if was_training:
-        model.train()
+    try:
+        for r in range(rounds):
+            b = rank + r * world  # this rank's batches: rank, rank + world, ...
+            real = b < len(batches)
+            idx = batches[b if real else 0]
+            batch = collate([features[i] for i in idx])
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            delta = perturbation(model, batch, b if real else 0, injector) if perturbation is not None else None
+            inputs = {k: v for k, v in batch.items() if k not in TARGET_KEYS}
+            with injector.active(delta) if injector is not None else nullcontext():
+                if hidden_layer is None:
+                    out = model(**inputs).logits.float().cpu().numpy()
+                else:
+                    out = _embed(model, inputs, hidden_layer, pooling)
+            if not real:
+                continue
+            for j, i in enumerate(idx):
+                row = out[j]
+                if hidden_layer is None and row.ndim == 2:  # (L, C) token logits: drop padding
+                    row = row[:lengths[i]]
+                results[i] = row
+    finally:
+        if injector is not None:
+            injector.remove()
+        if was_training:
+            model.train()
     merged: dict[int, np.ndarray] = {}
     for part in dist.gather_objects(results):
         merged.update(part)
@@ -60,8 +80,9 @@ def forward_outputs(model, features, tokenizer, head: str | None, batch_size: in
 
 def _embed(model, batch, layer: int, pooling: str) -> np.ndarray:
     encoder = model.encoder if hasattr(model, "encoder") else model
-    out = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True,
-                  return_dict=True)
+    segments = {k: batch[k] for k in ("token_type_ids",) if k in batch}  # when the tokenizer makes them
+    out = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **segments,
+                  output_hidden_states=True, return_dict=True)
     states = out.hidden_states
     if not 0 <= layer < len(states):
         from ..errors import ConfigError
@@ -75,9 +96,11 @@ def _embed(model, batch, layer: int, pooling: str) -> np.ndarray:
 
 # -- per-format predictions and scores --------------------------------------------------------------
 
-def predict(model, spec, examples, features, tokenizer, batch_size: int):
-    """Example-level predictions in the official file's terms: label names, tag lists, answer texts."""
-    logits = forward_outputs(model, features, tokenizer, spec.head or spec.name, batch_size)
+def predict(model, spec, examples, features, tokenizer, batch_size: int, *, perturbation=None):
+    """Example-level predictions in the official file's terms: label names, tag lists, answer texts
+    (perturbation: see forward_outputs)."""
+    logits = forward_outputs(model, features, tokenizer, spec.head_name, batch_size,
+                             perturbation=perturbation)
     return predictions_from_logits(spec, examples, features, logits)
 
 
@@ -134,10 +157,8 @@ def selection_score(metrics: dict[str, float]) -> float:
 def evaluate_dev(model, data, batch_size: int) -> dict[str, dict[str, float]]:
     """English dev scores of every task of a training phase (data: training.data.PhaseData)."""
     out = {}
-    for name, task in data.tasks.items():
-        if task.dev_features is None:
-            continue
-        preds = predict(model, task.spec, task.dev_examples, task.dev_features, data.tokenizer, batch_size)
-        metrics = score(task.spec, task.dev_examples, preds, "en")
+    for name, spec, examples, features in data.dev_sets():
+        preds = predict(model, spec, examples, features, data.tokenizer, batch_size)
+        metrics = score(spec, examples, preds, "en")
         out[name] = {**metrics, "selection": selection_score(metrics)}
     return out

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from xrobust.errors import DataError, XRobustError
+from xrobust.errors import ConfigError, DataError, XRobustError
 from xrobust.io import atomic_write_text
 
 from . import metrics as M
@@ -29,9 +29,43 @@ from . import metrics as M
 DEFAULT_QUERY_BLOCK = 2048
 DEFAULT_DB_BLOCK = 8192
 
+# X-STILTs and XTREME pool hidden layer 14 of XLM-R Large's 24: with evaluation.layer unset, an
+# encoder of any depth is pooled at the same fraction of it
+REFERENCE_LAYER, REFERENCE_DEPTH = 14, 24
+
 
 class RetrievalError(XRobustError):
     pass
+
+
+def default_layer(num_layers: int) -> int:
+    """14/24 of the encoder's depth, rounded half up: 14 of 24 layers, 7 of 12, 4 of 6, 1 of 1."""
+    return (num_layers * REFERENCE_LAYER + REFERENCE_DEPTH // 2) // REFERENCE_DEPTH
+
+
+def retrieval_layer(setting: int | None, num_layers: int, encoder: str) -> int:
+    """The hidden state to pool (0 = embeddings .. num_layers): `evaluation.layer` when it is set,
+    else default_layer. A layer beyond the encoder's depth is an error naming the key and the depth."""
+    if setting is None:
+        return default_layer(num_layers)
+    if not 0 <= setting <= num_layers:
+        raise ConfigError(f"key 'evaluation.layer': {setting} is out of range; the encoder {encoder} has "
+                          f"{num_layers} layers (hidden states 0..{num_layers}, 0 = embeddings); unset, the "
+                          f"layer is {default_layer(num_layers)} (14/24 of the depth)")
+    return setting
+
+
+def check_retrieval_layer(cfg, encoder: str) -> int | None:
+    """The retrieval layer for this encoder (evaluation.layer, or its default from the depth); a layer
+    beyond the encoder's depth stops here, before training or evaluation. None when the encoder's
+    config cannot be read: its own load then names the problem."""
+    from transformers import AutoConfig
+
+    try:
+        depth = int(AutoConfig.from_pretrained(str(encoder)).num_hidden_layers)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return retrieval_layer(cfg.evaluation.layer, depth, str(encoder))
 
 
 def faiss_available() -> bool:

@@ -3,9 +3,10 @@ embedding-space PGD, as a function of the perturbation size eps, per language (d
 
 Perturbations are added to the word-embedding output through the same forward hook training
 uses (xrobust.adversarial.injection.DeltaInjector); PGD ascends the loss of the gold labels with
-xrobust.kernels.perturbation_step. Batching and rank sharding follow predict.forward_outputs
-(length-sorted batches, batch i on rank i % world, results gathered), so eps=0 reproduces the
-clean evaluation exactly; scoring goes through predict.score.
+xrobust.kernels.perturbation_step. The perturbed forward is predict.forward_outputs itself, given
+a perturbation hook (same batches, rank sharding and gather), so eps=0 reproduces the clean
+evaluation exactly; scoring goes through predict.score. The run's models and data come from
+finished_run.FinishedRun, as for `xrobust eval`.
 
 Writes robustness.json, robustness.md and robustness_<task>.png (one curve per language).
 """
@@ -23,17 +24,18 @@ import torch
 from tqdm import tqdm
 
 from ..adversarial.injection import DeltaInjector, delta_shape, embedding_mask
-from ..data.collate import Collator
-from ..data.featurize import feature_lengths
-from ..errors import ConfigError, DataError, XRobustError
+from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, atomic_write_text
+from ..adversarial.strategies import NOISES
 from ..kernels import perturbation_init, perturbation_step_with_status
-from ..training import distributed as dist
-from .predict import predictions_from_logits, score
+from ..kernels.api import NORMS
+from .. import distributed as dist
+from ..tasks import get_task
+from .finished_run import FinishedRun
+from .predict import predict, score
+from .scorer import official_name
 
 ATTACKS = ("noise", "pgd")
-NOISE_DISTRIBUTIONS = ("uniform", "normal")
-NORMS = ("l2", "linf")
 DEFAULT_EPS = (0.0, 0.01, 0.05, 0.1, 0.3, 1.0)
 ROBUSTNESS_FILE = "robustness.json"
 
@@ -59,7 +61,7 @@ class Attack:
 
     def __post_init__(self):
         for key, value, choices in (("attack", self.kind, ATTACKS), ("norm", self.norm, NORMS),
-                                    ("noise", self.noise, NOISE_DISTRIBUTIONS)):
+                                    ("noise", self.noise, NOISES)):
             if value not in choices:
                 raise ConfigError(f"--{key}: {value!r}; expected one of {', '.join(choices)}")
         if self.kind == "pgd" and (not isinstance(self.steps, int) or self.steps < 1):
@@ -140,54 +142,19 @@ def _seed(*parts) -> int:
     return zlib.crc32("/".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
-def perturbed_outputs(model, features, tokenizer, head: str, batch_size: int, attack: Attack | None,
-                      eps: float = 0.0, *, seed_key: str = "") -> list[np.ndarray]:
-    """forward_outputs' logits with a perturbation of size eps added to the word embeddings.
+def perturbation(attack: Attack | None, eps: float, seed_key: str = ""):
+    """predict.forward_outputs' perturbation hook for `attack` at size eps (None: no perturbation).
+    Noise is seeded per global batch index, so results do not depend on the number of ranks."""
+    if attack is None:
+        return None
 
-    Same batches (length-sorted, batch_size), same rank sharding and gather as forward_outputs.
-    Noise is seeded per global batch index, so results do not depend on the number of ranks.
-    Evaluation models are plain modules (load_trained): no collective runs inside a forward, so
-    ranks need not run equal numbers of forwards.
-    """
-    n = len(features)
-    lengths = feature_lengths(features)
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
-    rank, world = dist.rank(), dist.world_size()
-    collate = Collator(tokenizer, head=head)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    injector = DeltaInjector(model.word_embeddings())
-    results: dict[int, np.ndarray] = {}
-    try:
-        for b in range(rank, len(batches), world):
-            idx = batches[b]
-            batch = collate([features[i] for i in idx])
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            delta = None
-            if attack is not None and attack.kind == "noise":
-                gen = torch.Generator(device=device).manual_seed(_seed(attack.seed, seed_key, eps, b))
-                delta = noise_delta(delta_shape(batch, model.encoder.config.hidden_size),
-                                    embedding_mask(batch), eps, attack, gen)
-            elif attack is not None:
-                delta = pgd_delta(model, batch, injector, eps, attack)
-            inputs = {k: v for k, v in batch.items() if k not in ("labels", "start_positions", "end_positions")}
-            with torch.no_grad(), injector.active(delta):
-                out = model(**inputs).logits.float().cpu().numpy()
-            for j, i in enumerate(idx):
-                row = out[j]
-                if row.ndim == 2:  # (L, C) token logits: drop padding, as forward_outputs does
-                    row = row[:lengths[i]]
-                results[i] = row
-    finally:
-        injector.remove()
-        if was_training:
-            model.train()
-    merged: dict[int, np.ndarray] = {}
-    for part in dist.gather_objects(results):
-        merged.update(part)
-    return [merged[i] for i in range(n)]
+    def delta(model, batch, index, injector):
+        if attack.kind == "pgd":
+            return pgd_delta(model, batch, injector, eps, attack)
+        mask = embedding_mask(batch)
+        gen = torch.Generator(device=mask.device).manual_seed(_seed(attack.seed, seed_key, eps, index))
+        return noise_delta(delta_shape(batch, model.encoder.config.hidden_size), mask, eps, attack, gen)
+    return delta
 
 
 def headline_metric(spec) -> str:
@@ -197,26 +164,39 @@ def headline_metric(spec) -> str:
 
 def attack_metric(model, spec, examples, features, tokenizer, batch_size: int, attack: Attack | None,
                   eps: float, lang: str, *, seed_key: str = "") -> dict[str, float]:
-    head = spec.head or spec.name
-    logits = perturbed_outputs(model, features, tokenizer, head, batch_size, attack, eps, seed_key=seed_key)
-    preds = predictions_from_logits(spec, examples, features, logits)
+    preds = predict(model, spec, examples, features, tokenizer, batch_size,
+                    perturbation=perturbation(attack, eps, seed_key))
     return score(spec, examples, preds, lang)
 
 
-def with_qa_targets(cfg, spec, examples, features, tokenizer, phase):
-    """Span-QA prediction features plus start/end positions of the gold answer (PGD's loss).
+def with_qa_targets(cfg, spec, examples, features, tokenizer, phase, where: str = ""):
+    """Span-QA examples that have a gold span, their prediction features plus start/end positions of
+    the gold answer (PGD's loss), and how many examples were dropped: (examples, features, skipped).
 
-    Training featurization cuts the same windows (one tokenizer call, same stride), so the two
-    feature lists align one to one; that is checked rather than assumed.
+    Training featurization cuts the same windows (one tokenizer call, same stride) and none for an
+    example whose answer is not at answer_start (not found near it while loading, see
+    xrobust.data.loading.align_answers); such examples are dropped, as training skips them. The
+    two feature lists then align one to one; that is checked rather than assumed.
     """
     from ..training.data import featurize_cached
 
     train = featurize_cached(cfg, spec, examples, tokenizer, phase, train=True)
+    targeted = set(train["example_id"])
+    skipped = sum(1 for i in examples["id"] if str(i) not in targeted)
+    if skipped == len(examples):
+        raise DataError(f"task {spec.name}{where}: none of the {len(examples)} examples has its answer at "
+                        f"answer_start; PGD needs gold answer spans")
+    if skipped:  # indices kept in memory: every rank filters alike, no cache file is written
+        examples = examples.filter(lambda ids: [str(i) in targeted for i in ids], input_columns="id",
+                                   batched=True, keep_in_memory=True)
+        features = features.filter(lambda ids: [i in targeted for i in ids], input_columns="example_id",
+                                   batched=True, keep_in_memory=True)
     if len(train) != len(features) or train["example_id"] != features["example_id"]:
-        raise DataError(f"task {spec.name}: training and prediction featurization cut different windows "
+        raise DataError(f"task {spec.name}{where}: training and prediction featurization cut different windows "
                         f"({len(train)} vs {len(features)} features); cannot attach gold spans for PGD")
-    return features.add_column("start_positions", train["start_positions"]).add_column(
+    features = features.add_column("start_positions", train["start_positions"]).add_column(
         "end_positions", train["end_positions"])
+    return examples, features, skipped
 
 
 # -- a run --------------------------------------------------------------------------------------------
@@ -226,12 +206,7 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
                         models=None) -> dict:
     """Curves for every (task, attack, language) of a finished run; written under out_dir
     (default RUN/robustness) on rank 0. Returns the robustness.json object."""
-    from transformers import AutoTokenizer
-
-    from ..tasks import get_task
-    from ..training.data import featurize_cached, load_split
-    from ..training.trainer import load_trained
-    from .run import _languages, _models, _phase_for, official_name
+    from ..data.stats import data_report, log_report
 
     root = Path(root)
     ev = cfg.evaluation
@@ -242,39 +217,28 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
     if len(set(kinds)) != len(kinds):
         raise ConfigError(f"--attack: {' '.join(kinds)} names an attack twice")
     max_examples = max_examples if max_examples is not None else ev.max_examples
-    models = models if models is not None else _models(root)
-    tasks = tasks or [t for t in (ev.tasks or list(cfg.phases[list(cfg.phases)[-1]].tasks))
-                      if get_task(t).format != "retrieval"]
-    plan = []
+    run = FinishedRun(cfg, root, models=models)
+    tasks = tasks or [t for t in run.evaluated_tasks() if get_task(t).format != "retrieval"]
     for name in tasks:
-        spec = get_task(name)
-        if spec.format == "retrieval":
+        if get_task(name).format == "retrieval":
             raise ConfigError(f"--tasks: {name} is a retrieval task; robustness curves need a task with a head")
-        if name not in models:
-            raise XRobustError(f"task '{name}' was not trained in {root} (models.json lists: "
-                               f"{', '.join(k for k in models if not k.startswith('phase:'))})")
-        plan += [(spec, lang) for lang in _languages(spec, split, languages)]
+    plan = run.plan(tasks, split, languages)
     if not plan:
         raise ConfigError(f"no (task, language) to evaluate on split {split!r} for tasks {', '.join(tasks)}")
-    device = dist.device()
     curves: dict = {}
     metric_names: dict = {}
-    loaded: dict = {}
+    data: dict = {}
     bar = tqdm(total=len(plan) * len(attacks) * len(eps), desc="robustness", disable=not dist.is_main(),
                dynamic_ncols=True)
     for spec, lang in plan:
-        model_dir = models[spec.name]
-        if model_dir not in loaded:
-            loaded.clear()
-            loaded[model_dir] = (load_trained(Path(model_dir)).to(device), AutoTokenizer.from_pretrained(model_dir))
-        model, tokenizer = loaded[model_dir]
-        phase = _phase_for(cfg, spec.name)
-        examples = load_split(cfg, spec, split, lang)
-        if max_examples:
-            examples = examples.select(range(min(len(examples), max_examples)))
-        features = featurize_cached(cfg, spec, examples, tokenizer, phase, train=False)
+        model, tokenizer = run.load(spec.name)
+        examples, features = run.evaluation_set(spec, split, lang, tokenizer, max_examples)
+        report = data_report(spec, split, lang, examples, features, train=False)
         if spec.format == "span_qa" and any(a.kind == "pgd" for a in attacks):
-            features = with_qa_targets(cfg, spec, examples, features, tokenizer, phase)
+            # every curve of the task is measured on the examples PGD can attack, so they compare
+            examples, features, report["skipped"] = with_qa_targets(cfg, spec, examples, features, tokenizer,
+                                                                    run.phase(spec.name), f" {split} ({lang})")
+        data.setdefault(official_name(spec.name), {})[lang] = log_report(spec.name, split, lang, report)
         key = headline_metric(spec)
         metric_names[official_name(spec.name)] = key
         for attack in attacks:
@@ -291,7 +255,7 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
         "tasks": curves,
         "metrics": metric_names,
         "settings": {"split": split, "eps": eps, "max_examples": max_examples, "batch_size": ev.batch_size,
-                     "attacks": {a.kind: _attack_settings(a) for a in attacks}, "models": models},
+                     "attacks": {a.kind: _attack_settings(a) for a in attacks}, "models": run.models, "data": data},
     }
     if dist.is_main():
         write_robustness(result, Path(out_dir) if out_dir else root / "robustness",
@@ -362,7 +326,7 @@ def curves_png(task: str, attacks: dict, metric: str, path) -> None:
     """One panel per attack: metric vs eps, one line per language, the language mean dashed."""
     from matplotlib.figure import Figure
 
-    from .plots import _save
+    from .plots import save_png
 
     n = max(1, len(attacks))
     fig = Figure(figsize=(5.2 * n, 4.0))
@@ -383,7 +347,7 @@ def curves_png(task: str, attacks: dict, metric: str, path) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6, ncol=2 if len(langs) > 8 else 1)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write_robustness(result: dict, out_dir, title: str = "Robustness") -> list[Path]:

@@ -7,38 +7,38 @@ results.json, report.md and heatmap.png.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import ConfigError, XRobustError
+from ..data.stats import data_report, log_report
+from ..errors import ConfigError, context
 from ..io import atomic_write_json, atomic_write_text
 from ..tasks import get_task
-from ..training import distributed as dist
+from .. import distributed as dist
 from . import metrics as M
+from .finished_run import FinishedRun
 from .predict import forward_outputs, gold, predict, score
-
-OFFICIAL_NAMES = {"bucc": "bucc2018"}  # the official scorer's task names
-
-
-def official_name(task: str) -> str:
-    return OFFICIAL_NAMES.get(task, task)
+from .scorer import official_name
 
 
-def _phase_for(cfg, task: str):
-    for phase in cfg.phases.values():
-        if task in phase.tasks:
-            return phase
-    return next(iter(cfg.phases.values()))
 
 
-def _models(root: Path) -> dict:
-    path = root / "models.json"
-    if not path.is_file():
-        raise XRobustError(f"{path}: missing; is {root} a finished training run?")
-    return json.loads(path.read_text())
+def _stop_on_signal(where):
+    """A forward pre-hook: a signal (Slurm's warning, SIGTERM, Ctrl-C) stops the evaluation before
+    the next batch. Every rank runs the same number of forwards, so the ranks agree per batch.
+    where() names the task and language being evaluated."""
+    from ..training.signals import FLAG, Preempted, mark_preempted
+
+    def hook(module, args):
+        if dist.any_rank(FLAG.set):
+            if dist.is_main():
+                mark_preempted()
+            raise Preempted(None, None, FLAG.name if FLAG.set else "a signal on another rank",
+                            what=f"the evaluation at {where()} (results.json not updated)")
+    return hook
 
 
 def _write_predictions(folder: Path, spec, lang: str, split: str, predictions, examples=None) -> Path:
@@ -64,26 +64,20 @@ def _write_gold(folder: Path, spec, lang: str, split: str, golds) -> None:
         _write_predictions(folder, spec, lang, split, golds)
 
 
-def _languages(spec, split: str, wanted) -> list[str]:
-    available = list(spec.split_languages(split))
-    return available if not wanted else [lang for lang in wanted if lang in available]
-
-
-def _retrieval_scores(cfg, spec, model, tokenizer, split, lang, ev, out: Path):
-    from ..data.loading import load_bitext
+def _retrieval_scores(run: FinishedRun, spec, model, tokenizer, split, lang):
     from . import retrieval as R
-    from ..training.data import featurize_cached
+
+    ev = run.cfg.evaluation
+    out = run.root
+
+    layer = R.retrieval_layer(ev.layer, model.encoder.config.num_hidden_layers, "being evaluated")
 
     def embed(bitext_side):
-        phase = _phase_for(cfg, spec.name)
-        feats = featurize_cached(cfg, spec, bitext_side, tokenizer, phase, train=False)
-        return torch.tensor(forward_outputs(model, feats, tokenizer, None, ev.batch_size, hidden_layer=ev.layer,
-                                            pooling=ev.pooling))
+        feats = run.featurize(spec, bitext_side, tokenizer)
+        rows = forward_outputs(model, feats, tokenizer, None, ev.batch_size, hidden_layer=layer, pooling=ev.pooling)
+        return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0)
 
-    def load(s):
-        return load_bitext(spec, s, lang, source=cfg.data.sources.get(spec.name), root=cfg.data.root)
-
-    bitext = load(split)
+    bitext = run.bitext(spec, split, lang)
     src, tgt = embed(bitext.source), embed(bitext.target)
     if spec.metric == "tatoeba_accuracy":
         tgt_index = {t: i for i, t in enumerate(bitext.target["id"])}
@@ -96,7 +90,7 @@ def _retrieval_scores(cfg, spec, model, tokenizer, split, lang, ev, out: Path):
                               "".join(f"{i}\n" for i in gold_idx))
         return M.tatoeba_accuracy(gold_idx, pred), {}
     # BUCC: the threshold is tuned on dev gold only and applied unchanged to the evaluated split
-    dev = load("dev") if split != "dev" else bitext
+    dev = run.bitext(spec, "dev", lang) if split != "dev" else bitext
     dev_src, dev_tgt = (embed(dev.source), embed(dev.target)) if split != "dev" else (src, tgt)
     dev_c = R.margin_candidates(dev_src, dev_tgt, dev.source["id"], dev.target["id"])
     test_c = R.margin_candidates(src, tgt, bitext.source["id"], bitext.target["id"])
@@ -119,65 +113,65 @@ def results_dir(root: Path, split: str) -> Path:
 
 
 def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tracker=None, models=None) -> dict:
-    from transformers import AutoTokenizer
+    from ..training.rundir import relative_models
+    from ..training.signals import FLAG
+    from .report import write_report
+    from .results import build_results
 
-    from ..training.data import featurize_cached, load_split
-    from ..training.trainer import load_trained
-    from .report import build_results, write_report
-
+    FLAG.install()
     root = Path(root)
     ev = cfg.evaluation
     split = split or ev.split
-    models = models if models is not None else _models(root)
-    tasks = tasks or ev.tasks or list(cfg.phases[list(cfg.phases)[-1]].tasks)
-    last = models.get(f"phase:{list(cfg.phases)[-1]}") or next(v for k, v in models.items() if k.startswith("phase:"))
-    device = dist.device()
-    plan = []
-    for name in tasks:
-        spec = get_task(name)
-        if spec.format != "retrieval" and name not in models:
-            raise XRobustError(f"task '{name}' was not trained in {root} (trained: "
-                               f"{', '.join(k for k in models if not k.startswith('phase:'))})")
-        plan += [(spec, lang) for lang in _languages(spec, split, languages)]
+    languages = languages or ev.languages  # evaluation.languages: None = every language
+    current = {"at": ""}  # the task and language being evaluated, named when a signal stops it
+
+    def stop_on_signal(model):
+        model.encoder.register_forward_pre_hook(_stop_on_signal(lambda: current["at"]))
+
+    run = FinishedRun(cfg, root, models=models, on_load=stop_on_signal)
+    tasks = tasks or run.evaluated_tasks()
+    plan = run.plan(tasks, split, languages)
+    layer = ev.layer  # recorded as the layer pooled: the default for this encoder's depth when unset
+    if any(spec.format == "retrieval" for spec, _ in plan):
+        from .retrieval import check_retrieval_layer
+
+        layer = check_retrieval_layer(cfg, run.final_model_dir())
     unknown = [lang for lang in languages or [] if all(lang != l for _, l in plan)]
     if unknown:
         raise ConfigError(f"--languages: {', '.join(unknown)} in none of the tasks' {split} sets "
                           f"({', '.join(sorted({l for n in tasks for l in get_task(n).languages}))})")
     scores: dict = {}
     extra: dict = {}
-    loaded: dict = {}
     bar = tqdm(plan, desc="evaluate", disable=not dist.is_main(), dynamic_ncols=True)
     for spec, lang in bar:
         bar.set_postfix(task=spec.name, lang=lang)
-        model_dir = last if spec.format == "retrieval" else models[spec.name]
-        if model_dir not in loaded:
-            loaded.clear()  # one model in memory at a time
-            loaded[model_dir] = (load_trained(Path(model_dir)).to(device),
-                                 AutoTokenizer.from_pretrained(model_dir))
-        model, tokenizer = loaded[model_dir]
+        current["at"] = f"{spec.name} ({lang})"
+        model, tokenizer = run.load(spec.name)
+        evaluating = f"evaluating {spec.name} {split} ({lang}) with {run.model_dir(spec.name)}"
         if spec.format == "retrieval":
-            metrics, chosen = _retrieval_scores(cfg, spec, model, tokenizer, split, lang, ev, root)
+            with context(evaluating):
+                metrics, chosen = _retrieval_scores(run, spec, model, tokenizer, split, lang)
             for key, value in chosen.items():  # settings that change numbers, saved with the results
                 extra.setdefault(key, {}).update(value)
         else:
-            examples = load_split(cfg, spec, split, lang)
-            if ev.max_examples:
-                examples = examples.select(range(min(len(examples), ev.max_examples)))
-            features = featurize_cached(cfg, spec, examples, tokenizer, _phase_for(cfg, spec.name), train=False)
-            preds = predict(model, spec, examples, features, tokenizer, ev.batch_size)
-            metrics = score(spec, examples, preds, lang)
+            examples, features = run.evaluation_set(spec, split, lang, tokenizer, ev.max_examples)
+            extra.setdefault("data", {}).setdefault(official_name(spec.name), {})[lang] = log_report(
+                spec.name, split, lang, data_report(spec, split, lang, examples, features, train=False))
+            with context(evaluating):
+                preds = predict(model, spec, examples, features, tokenizer, ev.batch_size)
+                metrics = score(spec, examples, preds, lang)
             if dist.is_main():
                 _write_predictions(root / "predictions", spec, lang, split, preds)
                 _write_gold(root / "labels", spec, lang, split, gold(spec, examples))
         if metrics is not None:
             scores.setdefault(official_name(spec.name), {})[lang] = metrics
     bar.close()
-    settings = {"split": split, "retrieval_layer": ev.layer, "retrieval_pooling": ev.pooling,
-                "max_examples": ev.max_examples, "models": models, **extra}
+    settings = {"split": split, "retrieval_layer": layer, "retrieval_pooling": ev.pooling,
+                "max_examples": ev.max_examples, "models": relative_models(root, run.models), **extra}
     out = results_dir(root, split)
     previous = out / "results.json"
     if previous.is_file():  # evaluating more tasks or languages adds to what is there
-        from .report import load_results
+        from .results import load_results
 
         for task, entry in load_results(previous)["tasks"].items():
             for lang, metrics in entry["languages"].items():

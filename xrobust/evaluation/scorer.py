@@ -3,8 +3,10 @@
 Layout, for both the prediction folder and the label folder:
     <folder>/<task>/test-<lang>.tsv     pawsx xnli panx udpos bucc2018 tatoeba
     <folder>/<task>/test-<lang>.json    xquad mlqa tydiqa
-A task is scored when its directory exists in both folders; then every language of that task
-(metrics.TASK2LANGS) must have both files.
+Every task with a directory in the label folder is scored: its prediction directory and, for every
+language of the task (metrics.TASK2LANGS), both files must exist. (The official evaluate.py passes
+over a gold task without predictions; here that is an error, so a partial submission is never
+reported as complete.) Prediction folders without gold are not scored.
 
 File contents:
 - pawsx, xnli, tatoeba: one label per line (compared as stripped strings; tatoeba: the index of
@@ -29,8 +31,13 @@ from . import metrics as M
 
 log = logging.getLogger(__name__)
 
+OFFICIAL_NAMES = {"bucc": "bucc2018"}  # the official scorer's task names, where they differ from ours
 TAG_TASKS = ("panx", "udpos")
 LABEL_TASKS = ("pawsx", "xnli", "tatoeba", "bucc2018")
+
+
+def official_name(task: str) -> str:
+    return OFFICIAL_NAMES.get(task, task)
 
 
 def task_file(folder: str | os.PathLike, task: str, lang: str) -> Path:
@@ -192,6 +199,12 @@ def score_folder(prediction_folder: str | os.PathLike, label_folder: str | os.Pa
     for root, what in ((pred_root, "prediction"), (gold_root, "label")):
         if not root.is_dir():
             raise DataError(f"{root}: {what} folder not found")
+    unpredicted = sorted(p.name for p in gold_root.iterdir() if p.is_dir() and scoring_rules(p.name) is not None
+                         and not (pred_root / p.name).is_dir())
+    if unpredicted:
+        raise DataError(f"{pred_root}: no prediction folder for the gold task(s) {', '.join(unpredicted)} of "
+                        f"{gold_root}; expected {pred_root / unpredicted[0]}/ (remove the gold folder to score "
+                        "without it)")
     detailed = {}
     for task, langs in M.TASK2LANGS.items():
         if not ((pred_root / task).is_dir() and (gold_root / task).is_dir()):

@@ -4,8 +4,8 @@ and its FreeLB initialisation, with eager (reference), compiled CPU and Triton b
 See docs/KERNELS.md.
 """
 
+from xrobust.errors import KernelError
 from xrobust.kernels.api import (
-    KernelError,
     perturbation_init,
     perturbation_step,
     perturbation_step_with_status,

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 import torch
 
-from xrobust.errors import XRobustError
+from xrobust.errors import KernelError
 from xrobust.kernels import eager
+from xrobust.kernels.interpreter import triton_interpret
 
 NORMS = ("l2", "linf")
 GRANULARITIES = ("example", "token")
 BACKENDS = ("auto", "eager", "triton", "compiled")
 GRAD_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-class KernelError(XRobustError, ValueError):
-    """Bad arguments to a perturbation kernel, or a backend that cannot run here."""
 
 
 def _check_choice(name, value, choices):
@@ -67,10 +63,6 @@ def _check_step_args(delta, grad, mask, step_size, max_norm, norm, granularity, 
     _check_choice("granularity", granularity, GRANULARITIES)
     _check_choice("backend", backend, BACKENDS)
     return _check_scalar("step_size", step_size), _check_scalar("max_norm", max_norm)
-
-
-def triton_interpret() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "") not in ("", "0")
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

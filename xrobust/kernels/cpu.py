@@ -11,7 +11,7 @@ import threading
 
 import torch
 
-from xrobust.kernels.api import KernelError
+from xrobust.errors import KernelError
 
 _lock = threading.Lock()
 
@@ -21,16 +21,12 @@ def _build():
     from torch.utils.cpp_extension import load_inline
 
     from xrobust.kernels._cpu_source import SOURCE
+    from xrobust.kernels.builds import exclusive_build
     flags = ["-O3", "-fopenmp", "-march=native"]
     try:
-        return load_inline(
-            name="xrobust_kernels_cpu",
-            cpp_sources=[SOURCE],
-            functions=["step", "init_scale"],
-            extra_cflags=flags,
-            extra_ldflags=["-fopenmp"],
-            verbose=False,
-        )
+        with exclusive_build("xrobust_kernels_cpu"):
+            return load_inline(name="xrobust_kernels_cpu", cpp_sources=[SOURCE], functions=["step", "init_scale"],
+                               extra_cflags=flags, extra_ldflags=["-fopenmp"], verbose=False)
     except Exception as exc:  # compiler missing or broken: say which backend to use instead
         raise KernelError(f"backend='compiled': building the CPU extension failed ({exc}); use backend='eager'") from exc
 

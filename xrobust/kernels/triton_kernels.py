@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from xrobust.kernels.api import triton_interpret
+from xrobust.kernels.interpreter import triton_interpret
 
 NORM_EPS: tl.constexpr = tl.constexpr(1e-8)  # constexpr: jit functions may only read constexpr globals
 # triton.jit picks the interpreter when this module is imported; the backend check reads this.

@@ -1,4 +1,4 @@
-"""Render and submit the sbatch templates in xrobust/launch/templates/.
+"""Render and submit the sbatch templates in slurm/ (xrobust.shipped).
 
 A template declares its variables in `# var NAME=default  description` lines (no `=`: required)
 and uses them as `{{NAME}}` (inserted as is) or `{{NAME|q}}` (shell-quoted). An `#SBATCH` line
@@ -14,11 +14,11 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from ..errors import LaunchError
 from ..io import atomic_write_text
+from ..shipped import shipped_folder
 
 TEMPLATE_NAMES = ("intermediate_multitask", "intermediate_array", "target_array", "evaluate")
 _VAR_LINE = re.compile(r"^# var ([A-Z_][A-Z0-9_]*)(?:=(.*?))?(?:\s{2,}.*)?$")
@@ -27,7 +27,7 @@ _INCLUDE = re.compile(r"^.*# @include ([\w.]+)\s*$")
 
 
 def template_dir() -> Path:
-    return Path(str(resources.files("xrobust.launch") / "templates"))
+    return shipped_folder("slurm")
 
 
 def template_text(name: str) -> tuple[str, Path]:

@@ -6,6 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.collate import IGNORE_INDEX
+
+
+def wide(x: torch.Tensor) -> torch.Tensor:
+    """Losses are computed in fp32 or wider: half-precision logits are upcast, fp64 stays fp64."""
+    return x if x.dtype == torch.float64 else x.float()
+
 
 class ClassificationHead(nn.Module):
     """RoBERTa-style: dense + tanh on <s>, then the output projection."""
@@ -23,7 +30,7 @@ class ClassificationHead(nn.Module):
 
     @staticmethod
     def loss(logits, labels):
-        return F.cross_entropy(logits.float(), labels)
+        return F.cross_entropy(wide(logits), labels)
 
 
 class MultipleChoiceHead(nn.Module):
@@ -40,7 +47,7 @@ class MultipleChoiceHead(nn.Module):
 
     @staticmethod
     def loss(logits, labels):
-        return F.cross_entropy(logits.float(), labels)
+        return F.cross_entropy(wide(logits), labels)
 
 
 class SpanHead(nn.Module):
@@ -57,7 +64,7 @@ class SpanHead(nn.Module):
         length = logits.size(1)
         start = start.clamp(0, length - 1)
         end = end.clamp(0, length - 1)
-        return (F.cross_entropy(logits[..., 0].float(), start) + F.cross_entropy(logits[..., 1].float(), end)) / 2
+        return (F.cross_entropy(wide(logits[..., 0]), start) + F.cross_entropy(wide(logits[..., 1]), end)) / 2
 
 
 class TaggingHead(nn.Module):
@@ -71,7 +78,7 @@ class TaggingHead(nn.Module):
 
     @staticmethod
     def loss(logits, labels):
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return F.cross_entropy(wide(logits).flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
 
 
 HEADS = {

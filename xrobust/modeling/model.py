@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import transformers.utils
 from torch import nn
 
 from ..errors import CheckpointError
@@ -26,16 +27,20 @@ class HeadSpec:
 
 
 @dataclass
-class ModelOutput:
-    loss: Optional[torch.Tensor]
-    logits: torch.Tensor
+class ModelOutput(transformers.utils.ModelOutput):
+    """A dict as well as a dataclass (transformers' ModelOutput): DeepSpeed's ZeRO-3 hooks find the
+    tensors of a tuple, list or dict output and attach the module's pre-backward hook to them; a
+    plain object hides them (DeepSpeed warns, and the module's backward is missed in its trace)."""
+
+    loss: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
     hidden_states: Optional[tuple] = None
 
 
 def head_spec_for(task) -> HeadSpec:
     """The head a task trains: tasks naming the same head share it (e.g. the ANLI+ parts)."""
     num = 2 if task.format == "span_qa" else len(task.labels)
-    return HeadSpec(name=task.head or task.name, format=task.format, num_labels=num, labels=tuple(task.labels))
+    return HeadSpec(name=task.head_name, format=task.format, num_labels=num, labels=tuple(task.labels))
 
 
 class XRobustModel(nn.Module):
@@ -53,37 +58,54 @@ class XRobustModel(nn.Module):
         return self.encoder.get_input_embeddings()
 
     def forward(self, head: str, input_ids, attention_mask, labels=None, start_positions=None,
-                end_positions=None, output_hidden_states: bool = False, **_unused):
+                end_positions=None, token_type_ids=None, output_hidden_states: bool = False, **_unused):
         spec = self.head_specs[head]
         num_choices = None
         if spec.format == "multiple_choice":
             num_choices = input_ids.size(1)
             input_ids = input_ids.flatten(0, 1)
             attention_mask = attention_mask.flatten(0, 1)
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+            token_type_ids = None if token_type_ids is None else token_type_ids.flatten(0, 1)
+        # segment ids only when the features carry them (BERT-style tokenizers): an encoder without
+        # token types (e.g. DistilBERT) takes no such argument
+        segments = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **segments,
                            output_hidden_states=output_hidden_states, return_dict=True)
         module = self.heads[head]
         logits = module(out.last_hidden_state, num_choices=num_choices)
+        if self.training and torch.is_grad_enabled() and len(self.heads) > 1:
+            logits = logits + self._idle_heads_term(head, out.last_hidden_state)
         loss = None
         if spec.format == "span_qa" and start_positions is not None:
             loss = module.loss(logits, (start_positions, end_positions))
         elif labels is not None and spec.format != "span_qa":
             loss = module.loss(logits, labels)
-        if loss is not None and self.training and len(self.heads) > 1:
-            loss = loss + self._idle_heads_term(head, out.last_hidden_state)
         return ModelOutput(loss=loss, logits=logits,
                            hidden_states=out.hidden_states if output_hidden_states else None)
 
-
     def _idle_heads_term(self, active: str, hidden_states):
-        """0 x every other head's output on one position: every head gets a real (zero) gradient
-        each step, so the optimizer treats heads the same under every ZeRO stage (ZeRO-3 otherwise
-        steps an idle head differently from stages 0-2, which fill zero gradients)."""
-        probe = hidden_states[:1, :1]
+        """A zero that depends on every other head's parameters, added to the training logits.
+
+        The idle-head contract: any objective computed from the logits of a training forward
+        (task loss, KL between two forwards, several forwards per micro-step) gives every head a
+        real gradient, exactly zero for the heads the micro-step does not use. ZeRO stages 0-2 fill
+        missing gradients with zeros, but ZeRO-3 steps a parameter that got no gradient with its
+        previous reduced gradient, so an idle head would move. Carrying the term on the logits
+        (rather than on the loss) keeps it in every strategy's objective, including those that
+        build it from logits only (PGD, SMART, R3F). The probe is one detached position, run with
+        dropout off so that it neither touches the encoder's gradients nor draws random numbers
+        (dropout masks stay those of the active head's forward)."""
+        probe = hidden_states[:1, :1].detach()
         term = probe.new_zeros(())
         for name, module in self.heads.items():
-            if name != active:
+            if name == active:
+                continue
+            was_training = module.training
+            module.train(False)
+            try:
                 term = term + module(probe, num_choices=1).sum() * 0.0
+            finally:
+                module.train(was_training)
         return term
 
 

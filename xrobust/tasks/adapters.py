@@ -2,9 +2,14 @@
 
 An adapter names the columns it needs, optionally keeps only some rows (SNLI's unlabeled pairs,
 one XNLI language, TyDiQA's English training ids) and converts a batch to canonical columns.
-Labels leave an adapter as raw values (class names, integer indices or digit strings);
+Labels leave an adapter as strings: the class name for a ClassLabel column (so the hub's own
+label order never matters), else the value as written (a name or a digit string);
 xrobust.data.loading maps and checks them against the task's label set in one place. Every
 output row carries `row`, its index in the source, so errors can point at it.
+
+The output schema is given to `datasets.map` explicitly: left to itself, map writes an output
+column back through the input's feature when the names match, and a ClassLabel `label` column
+would turn the names straight back into the hub's integers.
 """
 
 from __future__ import annotations
@@ -31,17 +36,34 @@ class Context:
 @dataclass(frozen=True)
 class Adapter:
     name: str
+    format: str  # the canonical layout it produces (a task format)
     required: tuple[str, ...]
     convert: Callable[[Batch, list[int], Context], Batch]
     keep: Callable[[Batch, Context], list[bool]] | None = None
     description: str = ""
 
 
-def _names(value: Any, names: list[str] | None) -> Any:
-    """A ClassLabel integer as its name (negative = no label stays as is)."""
+_S, _ROW = datasets.Value("string"), datasets.Value("int64")
+# Raw canonical columns per format: labels and tags are strings until loading maps them.
+OUTPUT_FEATURES = {
+    "classification": {"id": _S, "text_a": _S, "text_b": _S, "label": _S},
+    "multiple_choice": {"id": _S, "prompt": _S, "choices": datasets.List(_S), "label": _S},
+    "span_qa": {"id": _S, "question": _S, "context": _S,
+                "answers": {"text": datasets.List(_S),
+                            "answer_start": datasets.List(datasets.Value("int32"))}},
+    "tagging": {"id": _S, "tokens": datasets.List(_S), "tags": datasets.List(_S)},
+    "retrieval": {"id": _S, "text": _S, "target_id": _S, "target_text": _S},
+}
+
+
+def label_name(value: Any, names: list[str] | None) -> str | None:
+    """A raw label as a string: a ClassLabel integer as its class name; anything else (a name, a
+    digit string, or -1 = no gold label) as written. None stays None."""
+    if value is None:
+        return None
     if names is not None and isinstance(value, int) and 0 <= value < len(names):
         return names[value]
-    return value
+    return str(value)
 
 
 def _ids(batch: Batch, column: str | None, rows: list[int], ctx: Context) -> list[str]:
@@ -57,7 +79,7 @@ def _pair(a: str, b: str | None, label: str, id_col: str | None):
             "id": _ids(batch, id_col, rows, ctx),
             "text_a": batch[a],
             "text_b": batch[b] if b else [None] * len(rows),
-            "label": [_names(v, names) for v in batch[label]],
+            "label": [label_name(v, names) for v in batch[label]],
         }
     return convert
 
@@ -75,14 +97,15 @@ def _squad(batch: Batch, rows: list[int], ctx: Context) -> Batch:
 def _hellaswag(batch: Batch, rows: list[int], ctx: Context) -> Batch:
     # `ctx` is ctx_a + ctx_b; every ending continues it. Test labels are "" (hidden).
     return {"id": _ids(batch, "ind", rows, ctx), "prompt": batch["ctx"],
-            "choices": [list(e) for e in batch["endings"]], "label": batch["label"]}
+            "choices": [list(e) for e in batch["endings"]],
+            "label": [label_name(v, None) for v in batch["label"]]}
 
 
 def _cosmos_qa(batch: Batch, rows: list[int], ctx: Context) -> Batch:
     prompts = [f"{c} {q}" for c, q in zip(batch["context"], batch["question"])]
     choices = [list(c) for c in zip(*(batch[f"answer{i}"] for i in range(4)))]
     return {"id": _ids(batch, "id", rows, ctx), "prompt": prompts, "choices": choices,
-            "label": batch["label"]}
+            "label": [label_name(v, None) for v in batch["label"]]}
 
 
 def _commonsense_qa(batch: Batch, rows: list[int], ctx: Context) -> Batch:
@@ -90,7 +113,7 @@ def _commonsense_qa(batch: Batch, rows: list[int], ctx: Context) -> Batch:
     for row, choices, key in zip(rows, batch["choices"], batch["answerKey"]):
         keys = list(choices["label"])
         # The label is the position of answerKey among the choice letters (A..E).
-        labels.append(keys.index(key) if key in keys else key)
+        labels.append(str(keys.index(key)) if key in keys else key)
     return {"id": _ids(batch, "id", rows, ctx), "prompt": batch["question"],
             "choices": [list(c["text"]) for c in batch["choices"]], "label": labels}
 
@@ -99,22 +122,29 @@ def _tagging(tag_col: str):
     def convert(batch: Batch, rows: list[int], ctx: Context) -> Batch:
         names = ctx.class_names.get(tag_col)
         return {"id": _ids(batch, None, rows, ctx), "tokens": [list(t) for t in batch["tokens"]],
-                "tags": [[_names(v, names) for v in seq] for seq in batch[tag_col]]}
+                "tags": [[label_name(v, names) for v in seq] for seq in batch[tag_col]]}
     return convert
 
 
-def _bitext(batch: Batch, rows: list[int], ctx: Context) -> Batch:
-    # bucc18 fills source_lang/target_lang with the official sentence ids ("de-000000013");
-    # tatoeba fills them with language codes, so positional ids are used there.
-    def side_ids(col: str, lang: str) -> list[str]:
-        vals = batch.get(col) or [None] * len(rows)
-        return [str(v) if v and "-" in str(v) else f"{lang}-{r}" for v, r in zip(vals, rows)]
-    return {"id": side_ids("source_lang", ctx.lang), "text": batch["source_sentence"],
-            "target_id": side_ids("target_lang", "en"), "target_text": batch["target_sentence"]}
+def _bucc(batch: Batch, rows: list[int], ctx: Context) -> Batch:
+    # bucc18 fills source_lang/target_lang with the official sentence ids ("de-000000013")
+    return {"id": [str(v) for v in batch["source_lang"]], "text": batch["source_sentence"],
+            "target_id": [str(v) for v in batch["target_lang"]],
+            "target_text": batch["target_sentence"]}
+
+
+def _tatoeba(batch: Batch, rows: list[int], ctx: Context) -> Batch:
+    # Row r pairs source sentence r with English sentence r, so ids are positional. source_lang
+    # holds a fragment of the machine path the hub's copy was built on (the same for every row):
+    # never an id. Sentences keep the file's line ends there; the text is the line without it.
+    return {"id": [f"{ctx.lang}-{r}" for r in rows],
+            "text": [s.rstrip("\r\n") for s in batch["source_sentence"]],
+            "target_id": [f"en-{r}" for r in rows],
+            "target_text": [s.rstrip("\r\n") for s in batch["target_sentence"]]}
 
 
 def _keep_labeled(batch: Batch, ctx: Context) -> list[bool]:
-    return [v is not None and v != -1 for v in batch["label"]]
+    return [v is not None and v != -1 and v != "-1" for v in batch["label"]]
 
 
 def _keep_xnli_language(batch: Batch, ctx: Context) -> list[bool]:
@@ -129,44 +159,52 @@ def _keep_tydiqa_language(batch: Batch, ctx: Context) -> list[bool]:
 _SQUAD_COLS = ("context", "question", "answers")
 
 ADAPTERS: dict[str, Adapter] = {a.name: a for a in [
-    Adapter("glue_mnli", ("premise", "hypothesis", "label"),
+    Adapter("glue_mnli", "classification", ("premise", "hypothesis", "label"),
             _pair("premise", "hypothesis", "label", "idx"), _keep_labeled,
             "premise/hypothesis -> text_a/text_b; label 0-2; id = idx; unlabeled (-1) rows dropped"),
-    Adapter("glue_qqp", ("question1", "question2", "label"),
+    Adapter("glue_qqp", "classification", ("question1", "question2", "label"),
             _pair("question1", "question2", "label", "idx"), _keep_labeled,
             "question1/question2 -> text_a/text_b; label 0-1; id = idx"),
-    Adapter("glue_sst2", ("sentence", "label"), _pair("sentence", None, "label", "idx"),
-            _keep_labeled, "sentence -> text_a (text_b None); label 0-1; id = idx"),
-    Adapter("anli", ("premise", "hypothesis", "label"),
+    Adapter("glue_sst2", "classification", ("sentence", "label"),
+            _pair("sentence", None, "label", "idx"), _keep_labeled,
+            "sentence -> text_a (text_b None); label 0-1; id = idx"),
+    Adapter("anli", "classification", ("premise", "hypothesis", "label"),
             _pair("premise", "hypothesis", "label", "uid"), _keep_labeled,
             "premise/hypothesis -> text_a/text_b; label 0-2; id = uid"),
-    Adapter("snli", ("premise", "hypothesis", "label"),
+    Adapter("snli", "classification", ("premise", "hypothesis", "label"),
             _pair("premise", "hypothesis", "label", None), _keep_labeled,
             "premise/hypothesis -> text_a/text_b; rows with label -1 (no gold) dropped"),
-    Adapter("squad", _SQUAD_COLS, _squad, None, "id/question/context/answers unchanged"),
-    Adapter("hellaswag", ("ctx", "endings", "label"), _hellaswag, None,
+    Adapter("squad", "span_qa", _SQUAD_COLS, _squad, None, "id/question/context/answers unchanged"),
+    Adapter("hellaswag", "multiple_choice", ("ctx", "endings", "label"), _hellaswag, None,
             "ctx -> prompt; endings -> choices; label string '0'-'3'; id = ind"),
-    Adapter("cosmos_qa", ("context", "question", "answer0", "answer1", "answer2",
-                          "answer3", "label"), _cosmos_qa, None,
+    Adapter("cosmos_qa", "multiple_choice", ("context", "question", "answer0", "answer1",
+                                             "answer2", "answer3", "label"), _cosmos_qa, None,
             "context + ' ' + question -> prompt; answer0..3 -> choices; label int"),
-    Adapter("commonsense_qa", ("question", "choices", "answerKey"), _commonsense_qa, None,
+    Adapter("commonsense_qa", "multiple_choice", ("question", "choices", "answerKey"),
+            _commonsense_qa, None,
             "question -> prompt; choices.text -> choices; answerKey's position in choices.label"),
-    Adapter("xtreme_xnli", ("language", "sentence1", "sentence2", "gold_label"),
+    Adapter("xtreme_xnli", "classification",
+            ("language", "sentence1", "sentence2", "gold_label"),
             _pair("sentence1", "sentence2", "gold_label", None), _keep_xnli_language,
             "rows of the requested language; sentence1/2 -> text_a/b; gold_label name"),
-    Adapter("xtreme_pawsx", ("sentence1", "sentence2", "label"),
+    Adapter("xtreme_pawsx", "classification", ("sentence1", "sentence2", "label"),
             _pair("sentence1", "sentence2", "label", None), None,
             "sentence1/2 -> text_a/b; label string '0'/'1'"),
-    Adapter("xtreme_udpos", ("tokens", "pos_tags"), _tagging("pos_tags"), None,
+    Adapter("xtreme_udpos", "tagging", ("tokens", "pos_tags"), _tagging("pos_tags"), None,
             "tokens; pos_tags (UPOS ClassLabel) -> tags"),
-    Adapter("xtreme_panx", ("tokens", "ner_tags"), _tagging("ner_tags"), None,
+    Adapter("xtreme_panx", "tagging", ("tokens", "ner_tags"), _tagging("ner_tags"), None,
             "tokens; ner_tags (BIO ClassLabel) -> tags"),
-    Adapter("xtreme_squad_layout", _SQUAD_COLS, _squad, None,
+    Adapter("xtreme_squad_layout", "span_qa", _SQUAD_COLS, _squad, None,
             "XQuAD/MLQA: SQuAD layout unchanged"),
-    Adapter("xtreme_tydiqa", ("id",) + _SQUAD_COLS, _squad, _keep_tydiqa_language,
+    Adapter("xtreme_tydiqa", "span_qa", ("id",) + _SQUAD_COLS, _squad, _keep_tydiqa_language,
             "SQuAD layout; rows whose id starts with the language name ('english-...')"),
-    Adapter("xtreme_bitext", ("source_sentence", "target_sentence"), _bitext, None,
-            "source_sentence -> text (requested language), target_sentence -> English side"),
+    Adapter("xtreme_bucc", "retrieval", ("source_sentence", "target_sentence", "source_lang",
+                                         "target_lang"), _bucc, None,
+            "source_sentence -> text, target_sentence -> English side; ids from source_lang/"
+            "target_lang (the official sentence ids)"),
+    Adapter("xtreme_tatoeba", "retrieval", ("source_sentence", "target_sentence"), _tatoeba, None,
+            "source_sentence -> text, target_sentence -> English side, line ends dropped; "
+            "positional ids (source_lang is not an id)"),
 ]}
 
 
@@ -203,4 +241,5 @@ def apply_adapter(ds: datasets.Dataset, adapter: str | Adapter, ctx_lang: str, i
         out["row"] = batch["row"]
         return out
 
-    return ds.map(convert, batched=True, remove_columns=ds.column_names)
+    features = datasets.Features({**OUTPUT_FEATURES[adapter.format], "row": _ROW})
+    return ds.map(convert, batched=True, remove_columns=ds.column_names, features=features)

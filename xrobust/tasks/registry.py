@@ -57,6 +57,8 @@ TATOEBA_LANGUAGES = tuple(
     "th tl tr ur vi zh".split()
 )
 
+# UD 2.5 has no dev set for these (their treebanks are test-only, or train+test for kk)
+UDPOS_NO_DEV = ("kk", "th", "tl", "yo")
 # google/xtreme names its UD-POS configs by English language name ...
 UD_LANGUAGE_NAMES = {
     "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek",
@@ -86,18 +88,41 @@ TYDIQA_ID_PREFIXES = {
 # Adapters that select one language's rows from a multilingual config.
 _PER_LANGUAGE_ADAPTERS = frozenset({"xtreme_xnli", "xtreme_tydiqa"})
 
+# allenai/cosmos_qa: main holds only a loading script (datasets >= 4 refuses scripts); this is
+# the head of the repository's Parquet export ref (refs/convert/parquet): the script's output,
+# same features, 25,262 train / 2,985 validation rows.
+COSMOS_QA_REVISION = "ed50fe83db62b355759053b1cd5eef344ee371e0"
+
+# One line printed when a task loads from the hub where the hub's data is not XTREME's.
+_EXACT = "for XTREME's data set data.xtreme_dir to the folder XTREME's scripts/download_data.sh writes"
+UDPOS_HUB_DIFFERENCE = (
+    "google/xtreme UD-POS is not XTREME's: its treebanks were picked by language-name substring "
+    "(Greek includes Ancient Greek, Chinese Classical Chinese) and multiword tokens are split into "
+    f"syntactic words (XTREME keeps fused forms); {_EXACT} (docs/TASKS.md)")
+PAWSX_HUB_DIFFERENCE = (
+    "google/xtreme PAWS-X lost rows to quote handling (en train 49,175 of 49,401; es dev 1,961, "
+    f"fr dev 1,988, ko test 1,999 of 2,000); {_EXACT} (docs/TASKS.md)")
+BUCC_HUB_DIFFERENCE = (
+    "google/xtreme bucc18 holds only the gold pairs, without the distractor sentences, so mining "
+    f"there is far easier than the BUCC task; {_EXACT}, or give the official files in "
+    "data.sources.bucc (docs/TASKS.md)")
+
 
 @dataclass(frozen=True)
 class HubSource:
-    """One `datasets.load_dataset(dataset, config, split=split)` call and its adapter.
+    """One `datasets.load_dataset(dataset, config, split=split, revision=revision)` call and its
+    adapter.
 
-    `config` may contain {lang}, {ud_name} (udpos.<LanguageName>) and {tatoeba_code}.
+    `config` may contain {lang}, {ud_name} (udpos.<LanguageName>) and {tatoeba_code}. `revision`
+    pins a commit or ref where the main branch cannot be loaded (None = main); a config's
+    `data.sources.<task>.revision` overrides it.
     """
 
     dataset: str
     config: str | None
     split: str
     adapter: str
+    revision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -120,6 +145,10 @@ class TaskSpec:
     max_query_length: int | None = None
     # split -> hub calls whose canonical outputs are concatenated (ANLI+ has five train parts)
     sources: Mapping[str, tuple[HubSource, ...]] = field(default_factory=dict)
+    # split -> languages, where a split exists in fewer languages than the task has
+    split_languages_only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # printed once when the default hub source is used: how the hub's data differs from XTREME's
+    hub_difference: str = ""
     # local file template used when no hub source applies (demo tasks)
     local_template: str | None = None
     local_only: bool = False  # licensed data (CCGbank): needs data.sources.<task>.path
@@ -130,6 +159,12 @@ class TaskSpec:
     # `sources` is a dict, so the generated field hash would fail; a task is its name.
     def __hash__(self) -> int:
         return hash(self.name)
+
+    @property
+    def head_name(self) -> str:
+        """The output head this task trains and predicts with: tasks sharing training data share one
+        (`head`), every other task has its own, named after it."""
+        return self.head or self.name
 
     @property
     def num_choices(self) -> int | None:
@@ -151,6 +186,8 @@ class TaskSpec:
         whose source is not per-language (e.g. XQuAD's dev = SQuAD dev) is English only too."""
         if split == "train" or self.phase == "intermediate":
             return ("en",)
+        if split in self.split_languages_only:
+            return self.split_languages_only[split]
         if self.demo or self.local_only:
             return self.languages
         hubs = self.sources.get(split, ())
@@ -166,13 +203,16 @@ class TaskSpec:
         out["labels"] = list(self.labels)
         out["languages"] = list(self.languages)
         out["sources"] = {s: [h.to_dict() for h in hs] for s, hs in self.sources.items()}
+        out["split_languages_only"] = {s: list(v) for s, v in self.split_languages_only.items()}
         out["num_labels"] = self.num_labels
         return out
 
 
-def _hub(dataset: str, config: str | None, adapter: str, **splits: str) -> dict:
+def _hub(dataset: str, config: str | None, adapter: str, revision: str | None = None,
+         **splits: str) -> dict:
     """Per-split single-call sources: _hub(id, config, adapter, train="train", dev=...)."""
-    return {s: (HubSource(dataset, config, hub_split, adapter),) for s, hub_split in splits.items()}
+    return {s: (HubSource(dataset, config, hub_split, adapter, revision),)
+            for s, hub_split in splits.items()}
 
 
 _GLUE = "nyu-mll/glue"
@@ -226,9 +266,10 @@ def _real_tasks() -> list[TaskSpec]:
         TaskSpec("cosmosqa", "Cosmos QA", "multiple_choice", labels=("0", "1", "2", "3"),
                  pair=True, metric="accuracy", train_task="cosmosqa", head="cosmosqa",
                  max_length=128,
-                 sources=_hub("allenai/cosmos_qa", None, "cosmos_qa", train="train",
-                              dev="validation"),
-                 notes="test labels are hidden: no test split", **inter),
+                 sources=_hub("allenai/cosmos_qa", None, "cosmos_qa", COSMOS_QA_REVISION,
+                              train="train", dev="validation"),
+                 notes="test labels are hidden: no test split; main is script-only, so the "
+                       "repository's Parquet export is pinned", **inter),
         TaskSpec("commonsenseqa", "CommonsenseQA", "multiple_choice",
                  labels=("A", "B", "C", "D", "E"), pair=True, metric="accuracy",
                  train_task="commonsenseqa", head="commonsenseqa", max_length=128,
@@ -252,13 +293,17 @@ def _real_tasks() -> list[TaskSpec]:
                  labels=("not_paraphrase", "paraphrase"), pair=True, languages=PAWSX_LANGUAGES,
                  metric="accuracy", train_task="pawsx", head="pawsx", max_length=128,
                  sources=_hub(_XTREME, "PAWS-X.{lang}", "xtreme_pawsx", train="train",
-                              dev="validation", test="test")),
+                              dev="validation", test="test"),
+                 hub_difference=PAWSX_HUB_DIFFERENCE),
         TaskSpec("udpos", "UD-POS", "tagging", "target", labels=UPOS_LABELS, pair=False,
                  languages=UDPOS_LANGUAGES, metric="seqeval_f1", train_task="udpos",
                  head="udpos", max_length=128,
                  sources=_hub(_XTREME, "udpos.{ud_name}", "xtreme_udpos", train="train",
                               dev="validation", test="test"),
-                 notes="several languages have only a test split (kk: train+test)"),
+                 split_languages_only={"dev": tuple(
+                     lang for lang in UDPOS_LANGUAGES if lang not in UDPOS_NO_DEV)},
+                 hub_difference=UDPOS_HUB_DIFFERENCE,
+                 notes="kk, th, tl, yo have no dev split (UD 2.5)"),
         TaskSpec("panx", "PAN-X", "tagging", "target", labels=PANX_LABELS, pair=False,
                  languages=PANX_LANGUAGES, metric="seqeval_f1", train_task="panx", head="panx",
                  max_length=128,
@@ -288,14 +333,15 @@ def _real_tasks() -> list[TaskSpec]:
         TaskSpec("bucc", "BUCC 2018", "retrieval", "target", labels=(), pair=False,
                  languages=BUCC_LANGUAGES, metric="bucc_f1", train_task=None, head=None,
                  max_length=128,
-                 sources=_hub(_XTREME, "bucc18.{lang}", "xtreme_bitext", dev="validation",
+                 sources=_hub(_XTREME, "bucc18.{lang}", "xtreme_bucc", dev="validation",
                               test="test"),
-                 notes="the hub config holds gold pairs only (no distractors): use the official "
-                       "files through a local override for real mining"),
+                 hub_difference=BUCC_HUB_DIFFERENCE,
+                 notes="the hub config holds gold pairs only (no distractors): use data.xtreme_dir "
+                       "or the official files for real mining"),
         TaskSpec("tatoeba", "Tatoeba", "retrieval", "target", labels=(), pair=False,
                  languages=TATOEBA_LANGUAGES, metric="tatoeba_accuracy", train_task=None,
                  head=None, max_length=128,
-                 sources=_hub(_XTREME, "tatoeba.{tatoeba_code}", "xtreme_bitext",
+                 sources=_hub(_XTREME, "tatoeba.{tatoeba_code}", "xtreme_tatoeba",
                               test="validation"),
                  notes="one split (hub 'validation'), used as test; each language vs English"),
     ]
@@ -366,6 +412,8 @@ def _check_registry() -> None:
         assert set(t.sources) <= set(SPLITS), t.name
         assert t.train_task is None or t.train_task in _REGISTRY, t.name
         assert (t.format == "span_qa") == (t.doc_stride is not None), t.name
+        for split, langs in t.split_languages_only.items():
+            assert split in SPLITS and set(langs) <= set(t.languages), t.name
     assert set(INTERMEDIATE_TASKS) | set(TARGET_TASKS) == {
         t.name for t in _REGISTRY.values() if not t.demo}
 

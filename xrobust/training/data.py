@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.loading import load_examples
-from ..errors import DataError
+from ..data.loading import load_examples, with_labels
+from ..data.stats import data_report, log_report
+from ..errors import DataError, context
 from ..tasks import get_task
-
 
 def task_max_length(spec, phase) -> int:
     return phase.max_length or spec.max_length
@@ -21,12 +21,22 @@ def _source(cfg, task_name):
     return cfg.data.sources.get(task_name)
 
 
+def origin(cfg, spec, split: str, lang: str) -> str:
+    """Where a task's examples come from, for messages: the configured source, else the task."""
+    source = _source(cfg, spec.name)
+    where = f" from data.sources.{spec.name} = {getattr(source, 'path', source)}" if source is not None else ""
+    return f"task '{spec.name}' {split} ({lang}){where}"
+
+
 def load_split(cfg, spec, split: str, lang: str):
     """Canonical examples of one task, split and language (config overrides applied)."""
-    return load_examples(spec, split, lang, source=_source(cfg, spec.name), root=cfg.data.root)
+    with context(f"loading {origin(cfg, spec, split, lang)}"):
+        return load_examples(spec, split, lang, source=_source(cfg, spec.name), root=cfg.data.root,
+                             xtreme_dir=cfg.data.xtreme_dir)
 
 
 def featurize_cached(cfg, spec, examples, tokenizer, phase, *, train: bool):
+    """Features of loaded examples (the loader has checked their text: UTF-8, none missing or blank)."""
     from ..data.cache import cached_featurize
 
     return cached_featurize(examples, spec, tokenizer, Path(cfg.data.cache_dir).expanduser(),
@@ -48,6 +58,8 @@ class TaskData:
 
             examples = augment_examples(examples, train_spec, adv.neighbours, adv.copies, seed)
         self.features = featurize_cached(cfg, spec, examples, tokenizer, phase, train=True)
+        self.report = log_report(spec.name, "train", "en",
+                                 data_report(train_spec, "train", "en", examples, self.features, train=True))
         if len(self.features) < phase.batch_size:
             raise DataError(f"task '{spec.name}': {len(self.features)} training features, fewer than one batch "
                             f"(phases.*.batch_size = {phase.batch_size})")
@@ -71,12 +83,14 @@ class PhaseData:
         self.tokenizer = tokenizer
         by_head: dict = {}
         for name in phase.tasks:  # tasks sharing a head (XQuAD, MLQA) share its training data too
-            spec = get_task(name)
-            by_head.setdefault(spec.head or spec.name, spec)
+            spec = with_labels(get_task(name), source=_source(cfg, name), root=cfg.data.root,
+                               xtreme_dir=cfg.data.xtreme_dir)  # CCG: its tag set, read from the data
+            by_head.setdefault(spec.head_name, spec)
         self.specs = list(by_head.values())
         self.tasks = {spec.name: TaskData(cfg, spec, phase, tokenizer, seed + i)
                       for i, spec in enumerate(self.specs)}
-        self.collators = {name: Collator(tokenizer, head=t.spec.head or t.spec.name) for name, t in self.tasks.items()}
+        self.reports = {name: t.report for name, t in self.tasks.items()}  # what each task trains on
+        self.collators = {name: Collator(tokenizer, head=t.spec.head_name) for name, t in self.tasks.items()}
         sizes = {name: len(t.features) for name, t in self.tasks.items()}
         self.sampler = MultiTaskSampler(sizes, phase.sampler, temperature=phase.temperature, cap=phase.cap,
                                         seed=seed)
@@ -87,6 +101,11 @@ class PhaseData:
 
     def has_dev(self) -> bool:
         return any(t.dev_features is not None for t in self.tasks.values())
+
+    def dev_sets(self) -> list[tuple]:
+        """(task name, spec, examples, features) of every task with an English dev set."""
+        return [(name, t.spec, t.dev_examples, t.dev_features) for name, t in self.tasks.items()
+                if t.dev_features is not None]
 
     def _next_global_batch(self, name: str) -> list[int]:
         try:

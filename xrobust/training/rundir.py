@@ -1,7 +1,16 @@
-"""Self-describing run directories: resolved config, environment, metrics.jsonl, checkpoints, model."""
+"""Self-describing run directories: resolved config, environment, metrics.jsonl, checkpoints, model.
+
+A run directory is self-contained: `models.json` names its models relative to the directory, so
+a run can be copied or moved and evaluated from any working directory. One writer at a time holds
+its lock (training.lock). A resumed run keeps the config it was trained with unless a change is
+accepted explicitly, and then the change is recorded.
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import json
+from contextlib import contextmanager
 import platform
 import shutil
 import subprocess
@@ -9,33 +18,189 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import XRobustError
-from ..io import atomic_write_json, atomic_write_text
+import yaml
+
+from .. import errors
+from ..errors import ConfigError, RunInUseError, XRobustError
+from ..io import append_jsonl, atomic_write_json, atomic_write_text
+from .lock import LOCK_FILE, RunLock
 
 CONFIG_FILE = "config.yaml"
 MARKER = "config.yaml"
+MODELS_FILE = "models.json"  # task (and "phase:<name>") -> the model directory that carries its head
+CONFIG_CHANGES = "config_changes.jsonl"
+
+# Keys whose change on --resume does not change what is trained (where things go, what is logged,
+# how often checkpoints are kept, which kernel computes the same numbers, the evaluation after it).
+TRAINING_NEUTRAL = ("name", "output_dir", "tracking.*", "evaluation.*", "data.cache_dir", "phases.*.save_every",
+                    "phases.*.keep_checkpoints", "phases.*.adversarial.backend", "phases.*.nonfinite.*")
 
 
-def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> bool:
-    """Create the run dir. Returns True when an existing run is being resumed.
+def _has_content(path: Path) -> bool:
+    return path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir())
+
+
+def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool,
+                    fresh_if_nothing_to_resume: bool = False) -> tuple[RunLock, bool]:
+    """Create or reopen the run dir and take its lock. Returns (lock, resuming an existing run).
 
     An existing run is never touched unless asked: --resume continues it, --overwrite starts afresh.
     """
     path = Path(path)
-    if path.exists() and any(path.iterdir()):
-        if resume:
-            return True
-        if overwrite:
-            if not (path / MARKER).is_file():
-                raise XRobustError(f"{path}: refusing to --overwrite a directory that is not an xrobust run "
-                                   f"(no {MARKER} inside)")
-            shutil.rmtree(path)
-        else:
-            raise XRobustError(f"{path}: run directory exists; pass --resume to continue it or --overwrite to "
-                               "replace it")
+    exists = f"{path}: run directory exists; pass --resume to continue it or --overwrite to replace it"
+    if _has_content(path) and not (path / MARKER).is_file():  # not ours: never touched, not even locked
+        if resume or overwrite:
+            raise XRobustError(f"{path}: refusing to {'--resume' if resume else '--overwrite'} a directory that "
+                               f"is not an xrobust run (no {MARKER} inside)")
+        raise XRobustError(exists)
+    if resume and not _has_content(path) and not fresh_if_nothing_to_resume:
+        raise XRobustError(f"{path}: nothing to resume (no such run directory); drop --resume to start it, or add "
+                           "--fresh-if-nothing-to-resume")
     path.mkdir(parents=True, exist_ok=True)
-    return False
+    lock = RunLock.acquire(path)
+    try:
+        existing = _has_content(path)
+        if existing and not resume:
+            if not overwrite:
+                raise XRobustError(exists)
+            for child in path.iterdir():
+                if child.name != LOCK_FILE:
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    except BaseException:
+        lock.release()
+        raise
+    return lock, existing and resume
 
+
+@contextmanager
+def locked_run(root: Path):
+    """Rank 0 holds an existing run's lock while a command writes into it (eval, robustness)."""
+    from .. import distributed as dist
+
+    root = Path(root)
+    lock, error = None, None
+    if dist.is_main():
+        try:
+            if not root.is_dir():
+                raise XRobustError(f"{root}: no such run directory")
+            lock = RunLock.acquire(root)
+        except XRobustError as exc:
+            error = str(exc)
+    error = dist.broadcast_object(error)
+    if error:
+        raise RunInUseError(error)
+    errors.set_log_dir(root)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+# -- the recorded config -----------------------------------------------------------------------------
+
+def _diff(old, new, prefix: str, out: dict) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            where = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                out[where] = (old.get(key, "<absent>"), new.get(key, "<absent>"))
+            else:
+                _diff(old[key], new[key], where, out)
+    elif old != new:
+        out[prefix] = (old, new)
+
+
+def training_changes(recorded: dict, now: dict) -> dict[str, tuple]:
+    """Dotted keys whose values differ and change training: key -> (recorded, now)."""
+    out: dict = {}
+    _diff(recorded, now, "", out)
+    return {k: v for k, v in out.items() if not any(fnmatch.fnmatchcase(k, pat) for pat in TRAINING_NEUTRAL)}
+
+
+def _short(value) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_resumed_config(root: Path, cfg, *, accept: bool) -> None:
+    """--resume: refuse a config that trains differently from the recorded one, naming the keys;
+    with accept, record the change (config_changes.jsonl) and the new config."""
+    from ..config import dump_yaml, to_dict
+    from ..config.loader import normalize_config
+
+    path = Path(root) / CONFIG_FILE
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        recorded = normalize_config(raw, str(path))
+    except (OSError, yaml.YAMLError, ConfigError) as exc:
+        raise ConfigError(f"{path}: cannot read the run's recorded config ({exc}); --resume needs it") from None
+    changes = training_changes(recorded, to_dict(cfg))
+    if not changes:
+        return
+    listed = "; ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, (a, b) in changes.items())
+    if not accept:
+        raise ConfigError(f"{path}: --resume with a config that trains differently from the recorded one ({listed}); "
+                          "resume with the same config, or pass --accept-config-change to continue with the new "
+                          "values (the change is recorded in the run)")
+    print(f"warning: {path}: continuing with a changed config ({listed}); recorded in {CONFIG_CHANGES}",
+          file=sys.stderr, flush=True)
+    append_jsonl(Path(root) / CONFIG_CHANGES, {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
+        "changes": {k: {"recorded": a, "now": b} for k, (a, b) in changes.items()}})
+    atomic_write_text(path, dump_yaml(cfg))
+
+
+# -- models.json ---------------------------------------------------------------------------------------
+
+def _recorded_root(root: Path) -> Path | None:
+    """output_dir/name as the run's config.yaml records them: older runs wrote model paths under it."""
+    try:
+        raw = yaml.safe_load((root / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+        return Path(raw.get("output_dir") or "runs") / str(raw["name"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _resolve_model(root: Path, value: str, legacy_root: Path | None) -> Path:
+    path = Path(value)
+    if legacy_root is not None and path.parts[:len(legacy_root.parts)] == legacy_root.parts \
+            and not (root / path).exists():
+        return root / Path(*path.parts[len(legacy_root.parts):])  # an older run: path under output_dir/name
+    return path if path.is_absolute() else root / path
+
+
+def read_models(root: Path) -> dict[str, Path]:
+    """models.json with every path resolved against the run directory (older runs too)."""
+    root = Path(root)
+    path = root / MODELS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise XRobustError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise XRobustError(f"{path}: expected a mapping of task -> model directory")
+    legacy = _recorded_root(root)
+    return {task: _resolve_model(root, value, legacy) for task, value in data.items()}
+
+
+def relative_models(root: Path, models: dict) -> dict[str, str]:
+    """Paths inside the run directory relative to it (portable); others absolute."""
+    root = Path(root).resolve()
+    out = {}
+    for task, value in models.items():
+        path = Path(value).resolve()
+        out[task] = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    return out
+
+
+def write_models(root: Path, models: dict) -> None:
+    atomic_write_json(Path(root) / MODELS_FILE, relative_models(root, models))
+
+
+# -- description -------------------------------------------------------------------------------------
 
 def _git_sha() -> str | None:
     try:
