@@ -36,7 +36,7 @@ def add_arguments(parser) -> None:
 
 
 def _write_caches(root: Path, intermediate, methods, seeds, languages, n) -> None:
-    from .examples import LanguageScores, write_cache
+    from ..study.examples import LanguageScores, write_cache
 
     rng = np.random.default_rng(0)
     groups = [(t, l) for t in XTREME for l in languages]
@@ -62,8 +62,8 @@ def _write_caches(root: Path, intermediate, methods, seeds, languages, n) -> Non
 
 
 def run(args) -> int:
-    from .examples import read_cache
-    from .report import Cell, Meta, RunScores, analyse, run_scores, write_report
+    from ..study.examples import read_cache
+    from ..study.report import Cell, Meta, RunScores, analyse, run_scores, write_report
 
     intermediate = ["none"] + [f"inter{i:02d}" for i in range(1, args.intermediate)]
     methods = ["none"] + [f"method{j:02d}" for j in range(1, args.methods)]

@@ -237,7 +237,7 @@ def demo_study_config(out: Path) -> Path:
     """The shipped demo_study config with the demo world filled in (built here once, as `xrobust demo`)."""
     import yaml
 
-    from ..commands.demo import prepare_world
+    from ..demo.world import prepare_world
     from ..config.loader import resolve_config_path
     from ..io import atomic_write_text
 

@@ -21,6 +21,7 @@ from .. import distributed as dist
 from . import metrics as M
 from .finished_run import FinishedRun
 from .predict import forward_outputs, gold, predict, score
+from .results import results_dir
 from .scorer import official_name
 
 
@@ -105,11 +106,6 @@ def _retrieval_scores(run: FinishedRun, spec, model, tokenizer, split, lang):
             print(f"bucc {lang}: test scoring skipped: {result['test']['skipped']}")
         return None, chosen
     return result["test"], chosen
-
-
-def results_dir(root: Path, split: str) -> Path:
-    """Test results (the benchmark) sit in the run directory; other splits in eval-<split>/."""
-    return Path(root) if split == "test" else Path(root) / f"eval-{split}"
 
 
 def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tracker=None, models=None) -> dict:

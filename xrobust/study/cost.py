@@ -65,7 +65,7 @@ def throughput(value, source: str) -> tuple[float, int] | None:
 def training_runs(plan, train_examples: dict | None = None) -> list[TrainingRun]:
     """Every training run the plan's units make (the pipeline's own grouping of tasks into runs)."""
     from ..config import config_from_dict
-    from ..pipeline import _run_groups
+    from ..pipeline import run_groups
     from ..tasks import get_task
 
     sizes = {**TRAIN_EXAMPLES, **(train_examples or {})}
@@ -75,8 +75,8 @@ def training_runs(plan, train_examples: dict | None = None) -> list[TrainingRun]
             continue
         cfg = config_from_dict(dict(unit.config), unit.key)
         for key, phase in cfg.phases.items():
-            for tasks in _run_groups(phase):
-                specs = {(s.head or s.name): s for s in map(get_task, tasks)}.values()
+            for tasks in run_groups(phase):
+                specs = {s.head_name: s for s in map(get_task, tasks)}.values()
                 known = [sizes.get(s.train_task or s.name) for s in specs]
                 steps = phase.max_steps
                 if steps is None and None not in known:

@@ -33,12 +33,11 @@ def export_encoder(name_or_path: str, tokenizer: str, out: Path, dtype: str = "f
 
 def evaluate_base_encoder(cfg) -> Path:
     """Export cfg.model.name_or_path (once) and evaluate cfg.evaluation.tasks on it; every rank takes part."""
+    from .. import distributed as dist
     from ..config import dump_yaml
     from ..evaluation.run import evaluate_run
-    from ..io import atomic_write_json
     from ..pipeline import run_root
-    from ..training import distributed as dist
-    from ..training.rundir import write_description
+    from ..training.rundir import write_description, write_models
 
     root = run_root(cfg)
     dist.init_distributed()
@@ -49,7 +48,7 @@ def evaluate_base_encoder(cfg) -> Path:
         if not (model_dir / "heads.json").is_file():
             export_encoder(cfg.model.name_or_path, cfg.model.tokenizer or cfg.model.name_or_path, model_dir,
                            cfg.model.dtype)
-        atomic_write_json(root / "models.json", {PHASE_KEY: str(model_dir)})
+        write_models(root, {PHASE_KEY: model_dir})
     dist.barrier()
     evaluate_run(cfg, root, tasks=cfg.evaluation.tasks, models={PHASE_KEY: str(model_dir)})
     return root

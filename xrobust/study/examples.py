@@ -2,7 +2,7 @@
 official XTREME layout), with the project's metric functions.
 
 Each (task, language) becomes a ratio of per-example sums, value = 100 * sum(num) / sum(den), equal to the
-language's number in results.json (`report.language_score`; checked on every read):
+language's number in results.json (`evaluation.results.language_score`; checked on every read):
 - accuracy (classification, Tatoeba): num = 1 when the prediction is right, den = 1;
 - QA: num = language_score of the example's exact match and F1 ((EM + F1) / 2 for XTREME QA), den = 1;
 - F1 over entities (tagging, seqeval's chunking via its own get_entities) or over id pairs (BUCC):
@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import DataError
 from ..evaluation import metrics as M
 from ..evaluation import scorer as S
-from ..evaluation.report import language_score, load_results
+from ..evaluation.results import language_score, load_results
 
 
 @dataclass

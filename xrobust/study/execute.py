@@ -25,7 +25,6 @@ from ..errors import LaunchError, XRobustError
 from ..io import atomic_write_json, atomic_write_text
 from .plan import Plan, Unit, config_path, write_configs
 
-PHASE_COMPLETE = "phase_complete.json"  # xrobust.training.trainer.COMPLETE (not imported: it loads torch)
 JOBS_FILE = "jobs.json"
 
 
@@ -62,27 +61,25 @@ def phase_dirs(unit: Unit) -> list[Path]:
     """The run folders of the unit's training phases (the pipeline's layout: one per head when a
     phase is not multi-task)."""
     from ..config import config_from_dict
-    from ..pipeline import _head, _run_groups
+    from ..pipeline import phase_runs
 
     if unit.kind == "pretrained":
         return []
-    cfg = config_from_dict(dict(unit.config), unit.key)
-    out = []
-    for key, phase in cfg.phases.items():
-        groups = _run_groups(phase)
-        out += [unit.run_dir / key if len(groups) == 1 else unit.run_dir / key / _head(g[0]) for g in groups]
-    return out
+    return [run_dir for _, _, run_dir in phase_runs(config_from_dict(dict(unit.config), unit.key), unit.run_dir)]
 
 
 def results_file(unit: Unit) -> Path:
-    split = unit.config["evaluation"]["split"]
-    return unit.run_dir / ("results.json" if split == "test" else f"eval-{split}/results.json")
+    from ..evaluation.results import RESULTS_FILE, results_dir
+
+    return results_dir(unit.run_dir, unit.config["evaluation"]["split"]) / RESULTS_FILE
 
 
 def unit_done(unit: Unit) -> bool:
     """Every phase run has its completion record and, when the unit evaluates, results.json was written
     after the last of them."""
-    marks = [d / PHASE_COMPLETE for d in phase_dirs(unit)]
+    from ..training.rundir import COMPLETE
+
+    marks = [d / COMPLETE for d in phase_dirs(unit)]
     if not all(m.is_file() for m in marks):
         return False
     if not unit.evaluates:

@@ -5,7 +5,7 @@
   trained once and every target run of that (task, method, seed) starts from its encoder.
 - A *cell* unit is one cell run (intermediate, method, seed): the target phases from that encoder,
   then zero-shot evaluation of the trained targets. Inside it the pipeline groups target tasks by
-  head (`pipeline._run_groups`), so XQuAD and MLQA share one SQuAD-trained run.
+  head (`pipeline.run_groups`), so XQuAD and MLQA share one SQuAD-trained run.
 - The *pretrained* unit evaluates the retrieval targets on the base encoder itself: the retrieval
   scores of intermediate `none`.
 Units whose configs are identical are one unit (e.g. method `freelb` applied to the intermediate

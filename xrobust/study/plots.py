@@ -84,9 +84,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def write_plots(report: dict, out: Path) -> list[Path]:
-    from .report import comparisons_by
-
+def write_plots(report: dict, vs_base: dict, effects: dict, out: Path) -> list[Path]:
+    """vs_base, effects: (intermediate, method) -> comparison rows, against the baseline and against plain
+    training (report.comparisons_by)."""
     out = Path(out)
     cols = report["tasks"] + [AVG]
     base = "/".join(report["baseline"])
@@ -96,10 +96,8 @@ def write_plots(report: dict, out: Path) -> list[Path]:
     def task_avg(body, col):
         return body[AVG][AVG] if col == AVG else body[col][AVG]
 
-    vs_base = comparisons_by(report, "baseline")
     written = [heatmaps([(f"difference to the baseline ({base})", *_grid(vs_base, cells, cols, task_avg))],
                         names, cols, out / "delta.png")]
-    effects = comparisons_by(report, "method")
     adversarial = [key for key in cells if key in effects]
     if adversarial:
         written.append(heatmaps([("method effect: method minus none, same intermediate",

@@ -91,7 +91,7 @@ class Meta:
 # -- gathering ----------------------------------------------------------------------------------------
 
 def _official(task: str) -> str:
-    from ..evaluation.run import official_name
+    from ..evaluation.scorer import official_name
 
     return official_name(task)
 
@@ -460,7 +460,7 @@ def write_report(report: dict, out: Path) -> list[Path]:
     for name, text in csv_tables(report).items():
         atomic_write_text(out / name, text)
         written.append(out / name)
-    pngs = write_plots(report, out)
+    pngs = write_plots(report, comparisons_by(report, "baseline"), comparisons_by(report, "method"), out)
     md = markdown(report) + "\n" + "".join(f"![{p.stem}]({p.name})\n" for p in pngs)
     atomic_write_text(out / "report.md", md)
     return [out / "report.md", *written, *pngs]
