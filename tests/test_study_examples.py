@@ -10,7 +10,7 @@ import pytest
 
 from xrobust.errors import DataError
 from xrobust.evaluation import metrics as M
-from xrobust.evaluation.report import build_results, language_score
+from xrobust.evaluation.results import build_results, language_score
 from xrobust.evaluation.scorer import score_language
 from xrobust.study.examples import cached_run_examples, language_examples, run_examples
 

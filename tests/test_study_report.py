@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from xrobust.evaluation.report import build_results, language_score
+from xrobust.evaluation.results import build_results, language_score
 from xrobust.evaluation.scorer import score_language
 from xrobust.study.execute import phase_dirs, unit_done
 from xrobust.study.plan import build_plan

@@ -238,11 +238,11 @@ def demo_study_config(out: Path) -> Path:
     import yaml
 
     from ..demo.world import prepare_world
-    from ..config.loader import resolve_config_path
+    from ..config.loader import study_path
     from ..io import atomic_write_text
 
     world = prepare_world(out)
-    data = yaml.safe_load(resolve_config_path("demo_study").read_text(encoding="utf-8"))
+    data = yaml.safe_load(study_path("demo_study").read_text(encoding="utf-8"))
     data["output_dir"] = str(out)
     data.setdefault("model", {})["name_or_path"] = str(world["encoder"])
     data.setdefault("data", {}).update(root=str(world["data_root"]), cache_dir=str(out / "demo-world" / "cache"))

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from ..config import config_from_dict, to_dict
-from ..config.loader import resolve_config_path
+from ..config.loader import overlay_names, overlay_path
 from ..errors import ConfigError
 from .spec import MULTITASK, NONE, Study
 
@@ -32,8 +32,9 @@ def method_overlay(method: str, phases: list[str], settings: dict) -> dict:
     """The config fragment that applies adversarial `method` to `phases`.
 
     The one place that knows how a value of the method axis becomes config: the method's settings
-    from its shipped preset (multitask_<method>, the documented defaults), then the study's
-    `method_settings`. When presets become per-method overlays, this returns that overlay instead.
+    from its shipped overlay (config/presets/overlays/<method>.yaml, the documented defaults, written
+    for the intermediate phase) when there is one, else the schema's defaults, then the study's
+    `method_settings`, applied to each phase in `phases`.
     """
     if method == NONE:
         adversarial = {"method": NONE}
@@ -43,11 +44,9 @@ def method_overlay(method: str, phases: list[str], settings: dict) -> dict:
 
 
 def _shipped_settings(method: str) -> dict:
-    try:
-        path = resolve_config_path(f"multitask_{method}")
-    except ConfigError:
+    if method not in overlay_names():
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml.safe_load(overlay_path(method).read_text(encoding="utf-8")) or {}
     return dict(((data.get("phases") or {}).get("intermediate") or {}).get("adversarial") or {})
 
 

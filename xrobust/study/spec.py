@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from ..config import load_config
-from ..config.loader import resolve_config_path
+from ..config.loader import resolve_config_path, study_names, study_path
 from ..config.schema import CHOICES, ExperimentConfig
 from ..errors import ConfigError
 
@@ -108,10 +108,10 @@ def _str_list(section: dict, key: str, path: Path, default=None) -> list[str]:
 
 
 def load_study(name_or_path: str, overrides: list[str] | None = None) -> Study:
-    """Read and check a study config (a file or a shipped preset such as `demo_study`)."""
+    """Read and check a study config (a file, or a shipped study such as `demo_study`)."""
     from ..tasks import get_task
 
-    path = resolve_config_path(name_or_path)
+    path = study_path(name_or_path) if name_or_path in study_names() else resolve_config_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
