@@ -39,7 +39,7 @@ def test_dry_run_renders_one_array_per_level(plan):
     assert not (plan.study.root / "jobs.json").exists()  # a dry run records no submission
     script = unit_script(plan, plan.units["cells/mnli-freelb-s2"])
     assert "XROBUST_STUDY_AXES=" in script and '"method": "freelb"' in script and "XROBUST_RUN_ID=advxlt-v1-" in script
-    assert "xr_run pipeline --config" in script and "$XR_UNIT_RESUME" in script
+    assert "xr_run pipeline --config" in script and "--resume --fresh-if-nothing-to-resume $EXTRA_ARGS" in script
     assert "xr_run study encoder --config" in unit_script(plan, plan.units["pretrained"])
 
 

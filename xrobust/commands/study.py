@@ -31,7 +31,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--executor", choices=("auto", "slurm", "local"), default="auto",
                    help="auto: slurm where sbatch is on PATH, else local")
     p.add_argument("--retry-failed", action="store_true",
-                   help="resubmit the units that failed, were preempted or were blocked by a failed dependency")
+                   help="run again the units that failed, were preempted or were blocked by a failed dependency "
+                        "(without it, units submitted before are not resubmitted; locally, interrupted units "
+                        "continue in any case)")
     p.add_argument("--var", dest="vars", action="append", default=[], metavar="[LEVEL:]NAME=VALUE",
                    help="sbatch template variable for every level's array, or one level's (e.g. 2:TIME=4:00:00)")
     p.add_argument("--dry-run", action="store_true", help="slurm: write the scripts, submit nothing")
@@ -164,7 +166,7 @@ def cmd_submit(args) -> int:
         print(f"executor: {executor} ({'sbatch found' if executor == 'slurm' else 'no sbatch on PATH'})")
     prepare(plan)
     if executor == "local":
-        states = LocalExecutor(plan, ranks=args.ranks).run()
+        states = LocalExecutor(plan, ranks=args.ranks, retry_failed=args.retry_failed).run()
         counts: dict = {}
         for s in states.values():
             counts[s] = counts.get(s, 0) + 1

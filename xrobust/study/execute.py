@@ -1,7 +1,7 @@
 """Run a plan's units: as Slurm job arrays (one per level, each `afterok` on the levels it needs) or one
-after another on this machine. Either way a unit is the ordinary CLI on its config (`xrobust pipeline`,
-or `xrobust study encoder` for the pretrained encoder), resumed with `--resume` when its run directory
-exists, so a finished phase is never trained again and an interrupted one continues from its checkpoint.
+after another on this machine. Either way a unit is the ordinary CLI on its config (`xrobust pipeline
+--resume --fresh-if-nothing-to-resume`, or `xrobust study encoder` for the pretrained encoder): a new
+unit starts, a finished phase is never trained again, an interrupted one continues from its checkpoint.
 
 Files under the study directory: plan.json (the units), configs/, jobs/ (sbatch scripts and one shell
 script per unit), jobs.json (every submission: array job ids and their units), logs/, local/ (the
@@ -46,15 +46,13 @@ def run_id(plan: Plan, unit: Unit) -> str:
 
 
 def unit_command(plan: Plan, unit: Unit) -> list[str]:
-    """xrobust CLI arguments of the unit (without --resume, which depends on its run directory)."""
+    """xrobust CLI arguments of the unit, the same on every attempt: the pipeline resumes what an
+    earlier attempt left (its checkpoints; finished phases are passed over) and starts what it did not."""
     config = str(config_path(plan, unit))
     if unit.kind == "pretrained":
         return ["study", "encoder", "--config", config]
-    return ["pipeline", "--config", config] + ([] if unit.evaluates else ["--no-eval"])
-
-
-def _started(unit: Unit) -> bool:
-    return unit.run_dir.is_dir() and any(unit.run_dir.iterdir())
+    return (["pipeline", "--config", config, "--resume", "--fresh-if-nothing-to-resume"]
+            + ([] if unit.evaluates else ["--no-eval"]))
 
 
 def phase_dirs(unit: Unit) -> list[Path]:
@@ -151,11 +149,19 @@ def _ninja_version(env: dict) -> str | None:
         return None
 
 
-class LocalExecutor:
-    """Units one after another, in level order, each with `ranks` processes on this machine."""
+def local_record(plan: Plan, unit: Unit) -> dict | None:
+    path = local_record_path(plan, unit)
+    return json.loads(path.read_text()) if path.is_file() else None
 
-    def __init__(self, plan: Plan, ranks: int = 1, echo=print):
-        self.plan, self.ranks, self.echo = plan, ranks, echo
+
+class LocalExecutor:
+    """Units one after another, in level order, each with `ranks` processes on this machine.
+
+    A unit that was interrupted (stopped by a signal, or its executor killed) continues; one that failed
+    (its run exited with an error) runs again only with `retry_failed`, as on Slurm."""
+
+    def __init__(self, plan: Plan, ranks: int = 1, echo=print, retry_failed: bool = False):
+        self.plan, self.ranks, self.echo, self.retry_failed = plan, ranks, echo, retry_failed
         self._child: subprocess.Popen | None = None
         self._stop: int | None = None
 
@@ -210,11 +216,17 @@ class LocalExecutor:
                 states[unit.key] = "blocked"
                 self.echo(f"{tag}: blocked (needs {', '.join(blocked)})")
                 continue
+            record = local_record(self.plan, unit)
+            if record and record["state"] == "failed" and not self.retry_failed:
+                states[unit.key] = "failed"
+                self.echo(f"{tag}: failed before (exit {record.get('returncode')}; log {record.get('log')}); "
+                          "--retry-failed runs it again")
+                continue
             states[unit.key] = self._run_unit(unit, tag)
         return states
 
     def _run_unit(self, unit: Unit, tag: str) -> str:
-        args = unit_command(self.plan, unit) + (["--resume"] if unit.kind != "pretrained" and _started(unit) else [])
+        args = unit_command(self.plan, unit)
         log = log_path(self.plan, unit)
         log.parent.mkdir(parents=True, exist_ok=True)
         record_path = local_record_path(self.plan, unit)
@@ -259,14 +271,10 @@ def latest_jobs(plan: Plan) -> dict[str, dict]:
 
 def unit_script(plan: Plan, unit: Unit) -> str:
     """The shell snippet an array task sources (after the template's xr_setup) to run this unit."""
-    run = shlex.quote(str(unit.run_dir))
     command = " ".join(shlex.quote(a) for a in unit_command(plan, unit))
     lines = [f"# study {plan.study.name}: unit {unit.key} (written by `xrobust study submit`)"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in unit_env(plan, unit).items()]
-    resume = "" if unit.kind == "pretrained" else \
-        f'XR_UNIT_RESUME=$([ -n "$(ls -A {run} 2>/dev/null)" ] && echo --resume)\n'
-    lines.append(f"{resume}# shellcheck disable=SC2086\n"
-                 f"xr_run {command}{' $XR_UNIT_RESUME' if resume else ''} $EXTRA_ARGS")
+    lines.append(f"# shellcheck disable=SC2086\nxr_run {command} $EXTRA_ARGS")
     return "\n".join(lines) + "\n"
 
 

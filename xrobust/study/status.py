@@ -117,6 +117,8 @@ def study_status(plan: Plan, env: dict | None = None) -> list[UnitStatus]:
             if record["state"] == "running":
                 row.state = "running" if _pid_alive(record["pid"]) else "failed"
                 row.detail = "" if row.state == "running" else "interrupted (its process is gone)"
+            elif record["state"] == "stopped":
+                row.state, row.detail = "failed", "interrupted (stopped by a signal; `submit` continues it)"
             else:
                 row.state = "failed"
                 row.detail = f"exit {record.get('returncode')}"
