@@ -79,17 +79,28 @@ def test_method_on_some_phases_shares_the_rest(tmp_path):
     assert all(p["adversarial"]["method"] == "none" for p in plan.units["cells/mnli-freelb-s1"].config["phases"].values())
 
 
-def test_method_overlay_is_the_preset_then_the_study_settings():
+def test_method_overlay_is_the_shipped_overlay_then_the_study_settings():
     freelb = method_overlay("freelb", ["a", "b"], {"start_step": 0})["phases"]
     assert set(freelb) == {"a", "b"}
-    preset = yaml.safe_load((REPO / "xrobust/config/presets/multitask_freelb.yaml").read_text())
-    expected = {**preset["phases"]["intermediate"]["adversarial"], "start_step": 0}
-    assert freelb["a"]["adversarial"] == expected
+    overlay = yaml.safe_load((REPO / "xrobust/config/presets/overlays/freelb.yaml").read_text())
+    expected = {**overlay["phases"]["intermediate"]["adversarial"], "start_step": 0}
+    assert freelb["a"]["adversarial"] == expected and expected["steps"] == 2 and expected["max_norm"] == 0.3
+    # the same settings as the shipped adversarial preset of that method
+    from xrobust.config import load_config, to_dict
+
+    preset = to_dict(load_config("multitask_freelb"))["phases"]["intermediate"]["adversarial"]
+    assert {k: preset[k] for k in expected if k != "start_step"} == {k: v for k, v in expected.items()
+                                                                     if k != "start_step"}
     assert method_overlay("none", ["a"], {})["phases"]["a"]["adversarial"] == {"method": "none"}
     assert method_overlay("r3f", ["a"], {})["phases"]["a"]["adversarial"] == {"method": "r3f"}  # no preset: defaults
 
 
 def test_demo_study_plan():
+    from xrobust.config import load_config, preset_names
+
+    assert "demo_study" not in preset_names()  # a study config, not an experiment preset
+    with pytest.raises(ConfigError, match="'demo_study' is a study config"):
+        load_config("demo_study")
     plan = build_plan(load_study("demo_study"))
     assert Counter(u.kind for u in plan.units.values()) == {"intermediate": 6, "cell": 9, "pretrained": 1}
     assert [len(level) for level in plan.levels()] == [10, 6]
