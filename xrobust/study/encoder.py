@@ -37,18 +37,21 @@ def evaluate_base_encoder(cfg) -> Path:
     from ..config import dump_yaml
     from ..evaluation.run import evaluate_run
     from ..pipeline import run_root
-    from ..training.rundir import write_description, write_models
+    from ..training.rundir import locked_run, write_description, write_models
 
     root = run_root(cfg)
     dist.init_distributed()
     model_dir = root / ENCODER_DIR
     if dist.is_main():
         root.mkdir(parents=True, exist_ok=True)
-        write_description(root, dump_yaml(cfg), dist.world_size())
-        if not (model_dir / "heads.json").is_file():
-            export_encoder(cfg.model.name_or_path, cfg.model.tokenizer or cfg.model.name_or_path, model_dir,
-                           cfg.model.dtype)
-        write_models(root, {PHASE_KEY: model_dir})
     dist.barrier()
-    evaluate_run(cfg, root, tasks=cfg.evaluation.tasks, models={PHASE_KEY: str(model_dir)})
+    with locked_run(root):  # one writer, as for `xrobust eval`
+        if dist.is_main():
+            write_description(root, dump_yaml(cfg), dist.world_size())
+            if not (model_dir / "heads.json").is_file():
+                export_encoder(cfg.model.name_or_path, cfg.model.tokenizer or cfg.model.name_or_path, model_dir,
+                               cfg.model.dtype)
+            write_models(root, {PHASE_KEY: model_dir})
+        dist.barrier()
+        evaluate_run(cfg, root, tasks=cfg.evaluation.tasks, models={PHASE_KEY: str(model_dir)})
     return root
