@@ -38,6 +38,8 @@ def add_parsers(sub) -> None:
                    help="sbatch template variable for every level's array, or one level's (e.g. 2:TIME=4:00:00)")
     p.add_argument("--dry-run", action="store_true", help="slurm: write the scripts, submit nothing")
     p.add_argument("--ranks", type=int, default=1, help="local: processes per run (torchrun when > 1)")
+    p.add_argument("--jobs", type=int, default=1, help="local: units run at the same time (each with --ranks "
+                                                       "processes), as their dependencies allow")
     p.set_defaults(func=cmd_submit)
 
     p = cmds.add_parser("status", help="per unit: done / running / pending / blocked / failed (with its error)")
@@ -58,6 +60,9 @@ def add_parsers(sub) -> None:
     p = cmds.add_parser("demo", help="a small study on the embedded demo world, run here, with its report")
     p.add_argument("--out", default="runs", help="output folder (default: runs/)")
     p.add_argument("--ranks", type=int, default=1, help="processes per run (torchrun when > 1)")
+    p.add_argument("--jobs", type=int, default=2, help="runs at the same time (default 2: one per core of a "
+                                                       "2-core machine, each run single-threaded)")
+    p.add_argument("--retry-failed", action="store_true", help="run again the units that failed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_demo)
 
@@ -166,7 +171,7 @@ def cmd_submit(args) -> int:
         print(f"executor: {executor} ({'sbatch found' if executor == 'slurm' else 'no sbatch on PATH'})")
     prepare(plan)
     if executor == "local":
-        states = LocalExecutor(plan, ranks=args.ranks, retry_failed=args.retry_failed).run()
+        states = LocalExecutor(plan, ranks=args.ranks, retry_failed=args.retry_failed, jobs=args.jobs).run()
         counts: dict = {}
         for s in states.values():
             counts[s] = counts.get(s, 0) + 1
@@ -269,7 +274,7 @@ def cmd_demo(args) -> int:
     from ..study.execute import LocalExecutor, prepare
 
     prepare(plan)
-    states = LocalExecutor(plan, ranks=args.ranks).run()
+    states = LocalExecutor(plan, ranks=args.ranks, retry_failed=args.retry_failed, jobs=args.jobs).run()
     if not all(s == "done" for s in states.values()):
         failed = [k for k, s in states.items() if s != "done"]
         raise XRobustError(f"demo study: {len(failed)} unit(s) did not finish ({', '.join(failed[:4])}); "

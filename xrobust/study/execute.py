@@ -155,14 +155,16 @@ def local_record(plan: Plan, unit: Unit) -> dict | None:
 
 
 class LocalExecutor:
-    """Units one after another, in level order, each with `ranks` processes on this machine.
+    """The units on this machine, in level order, each with `ranks` processes, up to `jobs` units at a
+    time (a unit starts once its dependencies are done).
 
     A unit that was interrupted (stopped by a signal, or its executor killed) continues; one that failed
     (its run exited with an error) runs again only with `retry_failed`, as on Slurm."""
 
-    def __init__(self, plan: Plan, ranks: int = 1, echo=print, retry_failed: bool = False):
+    def __init__(self, plan: Plan, ranks: int = 1, echo=print, retry_failed: bool = False, jobs: int = 1):
         self.plan, self.ranks, self.echo, self.retry_failed = plan, ranks, echo, retry_failed
-        self._child: subprocess.Popen | None = None
+        self.jobs = max(1, jobs)
+        self._children: dict[str, subprocess.Popen] = {}
         self._stop: int | None = None
 
     def _env(self, unit: Unit) -> dict:
@@ -178,8 +180,9 @@ class LocalExecutor:
 
     def _on_signal(self, signum, _frame) -> None:
         self._stop = signum
-        if self._child and self._child.poll() is None:
-            self._child.send_signal(signal.SIGTERM)  # the run checkpoints at its next step and exits
+        for child in self._children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)  # the run checkpoints at its next step and exits
 
     def run(self) -> dict[str, str]:
         """Run every unit not yet done; returns unit -> done | failed | blocked | stopped."""
@@ -195,57 +198,88 @@ class LocalExecutor:
         try:
             return self._run_all()
         finally:
+            for child in self._children.values():  # only after an exception: every child is waited for
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+                    child.wait()
             for s, h in handlers.items():
                 signal.signal(s, h)
             lock.close()
 
+    def _settle(self, unit: Unit, tag: str, states: dict) -> bool:
+        """Decide a unit that does not need to run (or cannot yet); False: it should run now."""
+        if self._stop is not None:
+            states[unit.key] = "stopped"
+        elif unit_done(unit):
+            states[unit.key] = "done"
+            self.echo(f"{tag}: done already")
+        elif any(states.get(d) in ("failed", "blocked", "stopped") for d in unit.deps):
+            states[unit.key] = "blocked"
+            bad = [d for d in unit.deps if states.get(d) != "done"]
+            self.echo(f"{tag}: blocked (needs {', '.join(bad)})")
+        elif (record := local_record(self.plan, unit)) and record["state"] == "failed" and not self.retry_failed:
+            states[unit.key] = "failed"
+            self.echo(f"{tag}: failed before (exit {record.get('returncode')}; log {record.get('log')}); "
+                      "--retry-failed runs it again")
+        else:
+            return False
+        return True
+
     def _run_all(self) -> dict[str, str]:
         states: dict[str, str] = {}
         units = list(self.plan.units.values())
-        for n, unit in enumerate(units, 1):
-            tag = f"[{n}/{len(units)}] {unit.key}"
-            if self._stop is not None:
-                states[unit.key] = "stopped"
+        tags = {u.key: f"[{n}/{len(units)}] {u.key}" for n, u in enumerate(units, 1)}
+        waiting = list(units)
+        running: dict[str, tuple] = {}  # unit -> (record, log file) of its process in self._children
+        while waiting or running:
+            for unit in list(waiting):
+                ready = all(states.get(d) is not None for d in unit.deps)
+                if not ready:
+                    continue
+                if self._settle(unit, tags[unit.key], states):
+                    waiting.remove(unit)
+                elif len(running) < self.jobs:
+                    waiting.remove(unit)
+                    running[unit.key] = self._start(unit, tags[unit.key])
+            if not running:
+                if waiting and not any(all(states.get(d) is not None for d in u.deps) for u in waiting):
+                    raise XRobustError(f"study {self.plan.study.name}: units wait on units that never run: "
+                                       f"{', '.join(u.key for u in waiting[:4])}")
                 continue
-            if unit_done(unit):
-                states[unit.key] = "done"
-                self.echo(f"{tag}: done already")
-                continue
-            blocked = [d for d in unit.deps if states.get(d) != "done"]
-            if blocked:
-                states[unit.key] = "blocked"
-                self.echo(f"{tag}: blocked (needs {', '.join(blocked)})")
-                continue
-            record = local_record(self.plan, unit)
-            if record and record["state"] == "failed" and not self.retry_failed:
-                states[unit.key] = "failed"
-                self.echo(f"{tag}: failed before (exit {record.get('returncode')}; log {record.get('log')}); "
-                          "--retry-failed runs it again")
-                continue
-            states[unit.key] = self._run_unit(unit, tag)
+            time.sleep(0.2)
+            for key in [k for k, child in self._children.items() if child.poll() is not None]:
+                states[key] = self._finish(self.plan.units[key], tags[key], *running.pop(key))
         return states
 
-    def _run_unit(self, unit: Unit, tag: str) -> str:
+    def _start(self, unit: Unit, tag: str) -> tuple:
         args = unit_command(self.plan, unit)
         log = log_path(self.plan, unit)
         log.parent.mkdir(parents=True, exist_ok=True)
-        record_path = local_record_path(self.plan, unit)
-        t0 = time.time()
         self.echo(f"{tag}: running xrobust {shlex.join(args)} (log {log})")
-        with open(log, "a", encoding="utf-8") as out:
-            out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} xrobust {shlex.join(args)}\n")
-            out.flush()
-            self._child = subprocess.Popen(launch_command(self.ranks, args), env=self._env(unit), stdout=out,
-                                           stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-            atomic_write_json(record_path, {"state": "running", "pid": self._child.pid, "host": os.uname().nodename,
-                                            "started": t0, "log": str(log), "command": args})
-            code = self._child.wait()
-            self._child = None
+        out = open(log, "a", encoding="utf-8")
+        out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} xrobust {shlex.join(args)}\n")
+        out.flush()
+        child = subprocess.Popen(launch_command(self.ranks, args), env=self._env(unit), stdout=out,
+                                 stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        self._children[unit.key] = child
+        record = {"state": "running", "pid": child.pid, "host": os.uname().nodename, "started": time.time(),
+                  "log": str(log), "command": args}
+        atomic_write_json(local_record_path(self.plan, unit), record)
+        return record, out
+
+    def _finish(self, unit: Unit, tag: str, record: dict, out) -> str:
+        from ..launch.env import PREEMPTED_EXIT_CODE
+
+        code = self._children.pop(unit.key).wait()
+        out.close()
         done = code == 0 and unit_done(unit)
-        state = "done" if done else "stopped" if self._stop is not None else "failed"
-        atomic_write_json(record_path, {"state": state, "returncode": code, "started": t0, "ended": time.time(),
-                                        "log": str(log), "command": args})
-        self.echo(f"{tag}: {state} in {time.time() - t0:.0f} s" + ("" if done else f" (exit {code}; log {log})"))
+        stopped = self._stop is not None or code == PREEMPTED_EXIT_CODE  # checkpointed on a signal: resumable
+        state = "done" if done else "stopped" if stopped else "failed"
+        atomic_write_json(local_record_path(self.plan, unit), {
+            "state": state, "returncode": code, "started": record["started"], "ended": time.time(),
+            "log": record["log"], "command": record["command"]})
+        self.echo(f"{tag}: {state} in {time.time() - record['started']:.0f} s"
+                  + ("" if done else f" (exit {code}; log {record['log']})"))
         return state
 
 
