@@ -88,8 +88,14 @@ def test_local_study_killed_then_resumed(e2e_world, tmp_path):
 
     from xrobust.tracking.wandb_reader import read_run
 
-    runs = [read_run(p) for p in sorted((last / "wandb").glob("offline-run-*"))]
-    assert len(runs) == 2 and len({r["run_id"] for r in runs}) == 1  # one W&B run across the resume
+    folders = sorted((last / "wandb").glob("offline-run-*"))
+    run_id = (last / "wandb_run_id.txt").read_text().strip()
+    # one W&B run id across the kill and the resume (the killed attempt's records died with W&B's
+    # service, SIGKILLed before it flushed them: only its folder, named by the id, remains)
+    assert run_id.startswith("tiny-") and run_id.endswith("-cells__demo_nli-none-s1")
+    assert len(folders) == 2 and all(f.name.endswith(f"-{run_id}") for f in folders)
+    runs = [read_run(folders[-1])]
+    assert runs[-1]["run_id"] == run_id and runs[-1]["complete"]
     assert runs[-1]["config"]["study"] == {"study": "tiny", "unit": "cell", "intermediate": "demo_nli",
                                            "method": "none", "seed": 1}
     assert runs[-1]["group"] == "tiny"
