@@ -341,6 +341,7 @@ def submit_slurm(plan: Plan, units: list[str], variables: dict[str, dict[str, st
                       ARRAY=f"0-{len(scripts) - 1}")
         values.setdefault("JOB_NAME", f"{plan.study.name}-L{level}")
         values.setdefault("OUTPUT", str(root / "logs" / "%x-%A_%a.out"))
+        values.setdefault("JOB_DIR", str(root / "jobs"))  # the jobs' folders beside their scripts
         Path(values["OUTPUT"]).parent.mkdir(parents=True, exist_ok=True)  # Slurm does not create it: the job would fail
         script = root / "jobs" / f"submit{number}-level{level}.sbatch"
         atomic_write_text(script, render_template("study_array", values))
