@@ -11,7 +11,8 @@ setup(
     # where xrobust/shipped.py looks for them (INSTALLED_AS)
     packages=find_packages(include=["xrobust", "xrobust.*"]) + ["xrobust.ds_configs", "xrobust.launch.templates"],
     package_dir={"xrobust.ds_configs": "ds_configs", "xrobust.launch.templates": "slurm"},
-    package_data={"xrobust": ["config/presets/*.yaml", "config/presets/overlays/*.yaml"],
+    package_data={"xrobust": ["config/presets/*.yaml", "config/presets/overlays/*.yaml",
+                              "config/presets/studies/*.yaml"],
                   "xrobust.ds_configs": ["*.json"], "xrobust.launch.templates": ["*.sbatch", "*.sh"]},
     # torch is installed first by the Makefile (TORCH_SPEC) so CUDA users pick their own build.
     install_requires=[

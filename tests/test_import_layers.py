@@ -28,6 +28,7 @@ LAYERS = {
     "training": ["training"],
     "evaluation": ["evaluation"],
     "pipeline": ["pipeline"],
+    "studies": ["study"],
     "tools": ["demo", "bench"],
     "interface": ["commands", "cli"],
 }

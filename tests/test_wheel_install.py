@@ -48,11 +48,13 @@ def test_the_wheel_carries_one_copy_of_the_shipped_files(installed):
     for path in sorted((REPO / "slurm").iterdir()):
         assert f"xrobust/launch/templates/{path.name}" in names
     presets = REPO / "xrobust" / "config" / "presets"
-    for path in sorted(presets.glob("*.yaml")) + sorted((presets / "overlays").glob("*.yaml")):
+    for path in sorted(presets.glob("*.yaml")) + sorted(presets.glob("overlays/*.yaml")) + \
+            sorted(presets.glob("studies/*.yaml")):
         assert f"xrobust/config/presets/{path.relative_to(presets).as_posix()}" in names
     assert not (REPO / "xrobust" / "launch" / "templates").exists()  # no second copy in the tree
     sources = {p.relative_to(REPO).as_posix() for p in (REPO / "xrobust").rglob("*.py")}
-    assert {"xrobust/demo/world.py", "xrobust/bench/gpu.py", "xrobust/distributed.py"} <= sources
+    assert {"xrobust/demo/world.py", "xrobust/bench/gpu.py", "xrobust/distributed.py", "xrobust/study/plan.py"} <= sources
+    assert "xrobust/config/presets/studies/demo_study.yaml" in names
     assert sources <= names, f"modules missing from the wheel: {sorted(sources - names)}"
 
 
@@ -66,13 +68,17 @@ def test_installed_wheel_has_the_demo_and_every_benchmark(installed):
     assert where.returncode == 0, where.stderr[-2000:]
     assert all(line.startswith(str(installed["site"])) for line in where.stdout.split()), where.stdout
     for area, option in (("train", "--model"), ("eval", "--dim"), ("kernels", "--shapes"), ("adversarial", "--rounds"),
-                         ("gpu", "--peak-tflops")):
+                         ("gpu", "--peak-tflops"), ("study", "--samples")):
         proc = subprocess.run([sys.executable, "-m", "xrobust.cli", "bench", area, "--help"], env=env,
                               cwd=installed["outside"], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and option in proc.stdout, f"bench {area}: {proc.stdout}{proc.stderr[-2000:]}"
     demo = subprocess.run([sys.executable, "-m", "xrobust.cli", "demo", "--help"], env=env, cwd=installed["outside"],
                           capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0 and "--adversarial" in demo.stdout, demo.stderr[-2000:]
+    plan = subprocess.run([sys.executable, "-m", "xrobust.cli", "study", "plan", "--config", "demo_study"], env=env,
+                          cwd=installed["outside"], capture_output=True, text=True, timeout=120)
+    assert plan.returncode == 0 and "level 2: array of 6 (6 cell), afterok on level 1" in plan.stdout, \
+        plan.stdout + plan.stderr[-2000:]
 
 
 def test_installed_wheel_trains_evaluates_and_renders(installed, e2e_world, tmp_path):

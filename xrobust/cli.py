@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "xrobust.commands.bench",
     "xrobust.commands.slurm",
     "xrobust.commands.wandb",
+    "xrobust.commands.study",
 ]
 
 

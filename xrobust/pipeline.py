@@ -66,7 +66,7 @@ def _init_encoder(value, previous: str, models: RunModels, key: str) -> str:
     return value
 
 
-def _run_groups(phase) -> list[list[str]]:
+def run_groups(phase) -> list[list[str]]:
     """One run for a multi-task phase; otherwise one run per head (XQuAD and MLQA share SQuAD's)."""
     if phase.multitask:
         return [list(phase.tasks)]
@@ -79,11 +79,17 @@ def _run_groups(phase) -> list[list[str]]:
     return list(groups.values())
 
 
-def _head(task: str) -> str:
+def phase_runs(cfg, root: Path) -> list[tuple[str, list[str], Path]]:
+    """(phase key, tasks, run folder) of every training run of a pipeline, in order: RUN/<phase>, or
+    RUN/<phase>/<head> when the phase trains one run per head."""
     from .tasks import get_task
 
-    spec = get_task(task)
-    return spec.head_name
+    out = []
+    for key, phase in cfg.phases.items():
+        groups = run_groups(phase)
+        out += [(key, tasks, root / key if len(groups) == 1 else root / key / get_task(tasks[0]).head_name)
+                for tasks in groups]
+    return out
 
 
 def _tokenizer(cfg):
@@ -153,7 +159,8 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
         fresh_if_nothing_to_resume: bool = False) -> Path:
     from .evaluation.predict import evaluate_dev
     from .training.signals import Preempted
-    from .training.trainer import MODEL_DIR, Trainer, finished
+    from .training.rundir import MODEL_DIR, finished
+    from .training.trainer import Trainer
 
     dist.init_distributed()
     selected = phases or list(cfg.phases)
@@ -178,10 +185,9 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
                     encoder = str(models.phases[key])
                 continue
             init = _init_encoder(phase.init_encoder, encoder, models, key)
-            groups = _run_groups(phase)
-            for tasks in groups:
-                sub = phase if len(groups) == 1 else dataclasses.replace(phase, tasks=tasks)
-                run_dir = root / key if len(groups) == 1 else root / key / _head(tasks[0])
+            runs = [(tasks, run_dir) for k, tasks, run_dir in phase_runs(cfg, root) if k == key]
+            for tasks, run_dir in runs:
+                sub = phase if len(runs) == 1 else dataclasses.replace(phase, tasks=tasks)
                 run_dir.mkdir(parents=True, exist_ok=True)
                 done = finished(run_dir) if resuming else None
                 if done:  # a requeued job passes over what it already trained; its record stays as it was

@@ -14,6 +14,7 @@ AREAS = {
     "adversarial": ("xrobust.bench.adversarial", "step time of each method relative to plain training"),
     "gpu": ("xrobust.bench.gpu", "XLM-R Large ZeRO-3 bf16 on every visible GPU: step time, MFU, memory, "
             "kernel bandwidth, environment (--device cpu: dry run)"),
+    "study": ("xrobust.bench.study", "study report (bootstrap intervals, tables, plots) on a synthetic grid"),
 }
 
 

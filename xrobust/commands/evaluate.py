@@ -155,7 +155,7 @@ def _run_eval(args) -> int:
                 tracker.finish()
     if dist.is_main():
         print(xtreme_markdown(results, title=f"Zero-shot results: {run}"))
-        from xrobust.evaluation.run import results_dir
+        from xrobust.evaluation.results import results_dir
 
         print(f"results: {results_dir(run, args.split or cfg.evaluation.split) / 'results.json'}")
     return 0

@@ -18,6 +18,7 @@ from .schema import CHOICES, RANGES, ExperimentConfig, FlatAdversarialConfig
 
 PRESET_PACKAGE = "xrobust.config.presets"
 OVERLAYS = "overlays"  # presets/overlays/: partial configs that a config adds through `base:`, never run alone
+STUDIES = "studies"  # presets/studies/: study configs (`xrobust study`), a base config plus a `study:` section
 
 
 def _shipped(folder: str = ""):
@@ -72,6 +73,20 @@ def _expand_task_groups(data: dict) -> dict:
     return data
 
 
+def study_names() -> list[str]:
+    """The shipped study configs that `xrobust study --config` accepts (docs/STUDIES.md)."""
+    return _names(STUDIES)
+
+
+def study_path(name: str) -> Path:
+    return Path(str(_shipped(STUDIES) / f"{name}.yaml"))
+
+
+def overlay_path(name: str) -> Path:
+    """The file of the shipped overlay `name` (one of overlay_names())."""
+    return Path(str(_shipped(OVERLAYS) / f"{name}.yaml"))
+
+
 def resolve_config_path(name_or_path: str) -> Path:
     """A path to a YAML file, or the name of a preset shipped in the package."""
     path = Path(name_or_path)
@@ -81,6 +96,9 @@ def resolve_config_path(name_or_path: str) -> Path:
         return path
     if name_or_path in preset_names():
         return _preset_path(name_or_path)
+    if name_or_path in study_names():
+        raise ConfigError(f"'{name_or_path}' is a study config, not an experiment preset: run it with "
+                          f"`xrobust study plan|submit|status|report --config {name_or_path}`")
     if name_or_path in overlay_names():
         raise ConfigError(f"'{name_or_path}' is an overlay, not a preset: it is not run alone but added to a config "
                           f"through `base:`, e.g. base: [xstilts_mnli, {name_or_path}]")
@@ -99,7 +117,7 @@ def _base_path(name: str, config: Path) -> Path:
     if (config.parent / name).is_file():
         return config.parent / name
     if name in overlay_names():
-        return Path(str(_shipped(OVERLAYS) / f"{name}.yaml"))
+        return overlay_path(name)
     return resolve_config_path(name)
 
 

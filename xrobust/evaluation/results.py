@@ -26,6 +26,12 @@ from .metrics import GROUP2TASK, QA_TASKS, TASK2LANGS, aggregate_task, benchmark
 RESULTS_FILE = "results.json"
 
 
+def results_dir(root: str | os.PathLike, split: str) -> Path:
+    """Where a run's results.json for `split` sits: test results (the benchmark) in the run directory,
+    other splits in eval-<split>/."""
+    return Path(root) if split == "test" else Path(root) / f"eval-{split}"
+
+
 def task_order(tasks) -> list[str]:
     """The XTREME tasks in their official order, then any other task alphabetically."""
     known = [t for t in TASK2LANGS if t in tasks]

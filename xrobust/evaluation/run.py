@@ -21,6 +21,7 @@ from .. import distributed as dist
 from .metrics import tatoeba_accuracy
 from .finished_run import FinishedRun
 from .predict import forward_outputs, gold, predict, score
+from .results import results_dir
 from .scorer import official_name
 
 
@@ -98,17 +99,14 @@ def _retrieval_scores(run: FinishedRun, spec, model, tokenizer, split, lang):
     result = retrieval.bucc_evaluate(dev_c, dev.gold, test_c, bitext.gold or None)
     if dist.is_main():
         retrieval.write_bucc_predictions(out / "predictions" / "bucc2018" / f"{split}-{lang}.tsv", result["test_pairs"])
+        if bitext.gold:  # gold pairs beside the predictions, as for every other task
+            retrieval.write_bucc_predictions(out / "labels" / "bucc2018" / f"{split}-{lang}.tsv", bitext.gold)
     chosen = {"bucc_threshold": {lang: result["threshold"]}}
     if "skipped" in result["test"]:
         if dist.is_main():
             print(f"bucc {lang}: test scoring skipped: {result['test']['skipped']}")
         return None, chosen
     return result["test"], chosen
-
-
-def results_dir(root: Path, split: str) -> Path:
-    """Test results (the benchmark) sit in the run directory; other splits in eval-<split>/."""
-    return Path(root) if split == "test" else Path(root) / f"eval-{split}"
 
 
 def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tracker=None, models=None) -> dict:

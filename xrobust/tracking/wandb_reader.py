@@ -93,16 +93,17 @@ def _key(item) -> str:
 
 
 def read_run(path: str | Path) -> dict[str, Any]:
-    """{"file", "run_id", "project", "config", "history": [rows with _step], "summary",
+    """{"file", "run_id", "project", "group", "config", "history": [rows with _step], "summary",
     "complete" (the run's exit record is there), "exit_code"}."""
     file = find_run_file(path)
-    out: dict[str, Any] = {"file": str(file), "run_id": None, "project": None, "config": {},
+    out: dict[str, Any] = {"file": str(file), "run_id": None, "project": None, "group": None, "config": {},
                            "history": [], "summary": {}, "complete": False, "exit_code": None}
     for rec in iter_records(file):
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             out["run_id"] = rec.run.run_id or out["run_id"]
             out["project"] = rec.run.project or out["project"]
+            out["group"] = rec.run.run_group or out["group"]
             for item in rec.run.config.update:
                 out["config"][_key(item)] = _value(item)
         elif kind == "config":

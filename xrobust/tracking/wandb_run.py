@@ -26,10 +26,21 @@ def _tracking_section(cfg: dict) -> dict:
     return dict(section or {})
 
 
+def _study_axes() -> dict | None:
+    """A study cell's axes (`xrobust study` sets XROBUST_STUDY_AXES for its runs): W&B config fields."""
+    import json
+
+    text = os.environ.get("XROBUST_STUDY_AXES")
+    return json.loads(text) if text else None
+
+
 class Tracker:
     def __init__(self, cfg_dict: dict, run_dir: str | os.PathLike, rank: int = 0, resume_step: int | None = None):
-        self.cfg = cfg_dict
+        axes = _study_axes()
+        self.cfg = {**cfg_dict, "study": axes} if axes else cfg_dict
         self.settings = _tracking_section(cfg_dict)
+        if axes and not self.settings.get("group"):
+            self.settings["group"] = axes.get("study")  # the study name groups its runs in the W&B UI
         self.run_dir = Path(run_dir)
         self.rank = int(rank)
         self.resume_step = resume_step

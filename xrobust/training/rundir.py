@@ -30,11 +30,19 @@ CONFIG_FILE = "config.yaml"
 MARKER = "config.yaml"
 MODELS_FILE = "models.json"  # RunModels: {"tasks": {task: model dir}, "phases": {phase: model dir}}
 CONFIG_CHANGES = "config_changes.jsonl"
+MODEL_DIR = "model"  # a phase run's selected (best on English dev, else last) encoder + heads, HF format
+COMPLETE = "phase_complete.json"  # a phase run's completion record, written last: a resume skips that phase
 
 # Keys whose change on --resume does not change what is trained (where things go, what is logged,
 # how often checkpoints are kept, which kernel computes the same numbers, the evaluation after it).
 TRAINING_NEUTRAL = ("name", "output_dir", "tracking.*", "evaluation.*", "data.cache_dir", "phases.*.save_every",
                     "phases.*.keep_checkpoints", "phases.*.adversarial.backend", "phases.*.nonfinite.*")
+
+
+def finished(run_dir: Path) -> dict | None:
+    """The completion record of a finished phase run ({"total_steps", "best"}), else None."""
+    path = Path(run_dir) / COMPLETE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _has_content(path: Path) -> bool:

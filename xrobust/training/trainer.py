@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -25,14 +24,7 @@ from .engine import ZeroInitContext, build_engine, consolidated_state_dict, grad
 from .nonfinite import NonFiniteMonitor
 from .signals import FLAG, Preempted, mark_preempted
 
-MODEL_DIR = "model"  # the selected (best on English dev, else last) encoder + heads, HF format
-COMPLETE = "phase_complete.json"  # written last: a resumed pipeline skips a finished phase
-
-
-def finished(run_dir: Path) -> dict | None:
-    """The completion record of a finished phase run ({"total_steps", "best"}), else None."""
-    path = Path(run_dir) / COMPLETE
-    return json.loads(path.read_text()) if path.is_file() else None
+from .rundir import COMPLETE, MODEL_DIR
 
 
 @dataclass
