@@ -84,7 +84,7 @@ def test_method_overlay_is_the_shipped_overlay_then_the_study_settings():
     assert set(freelb) == {"a", "b"}
     overlay = yaml.safe_load((REPO / "xrobust/config/presets/overlays/freelb.yaml").read_text())
     expected = {**overlay["phases"]["intermediate"]["adversarial"], "start_step": 0}
-    assert freelb["a"]["adversarial"] == expected and expected["steps"] == 2 and expected["max_norm"] == 0.3
+    assert freelb["a"]["adversarial"] == expected and expected["steps"] == 2 and expected["epsilon"] == 0.3
     # the same settings as the shipped adversarial preset of that method
     from xrobust.config import load_config, to_dict
 

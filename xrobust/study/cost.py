@@ -27,9 +27,15 @@ TRAIN_EXAMPLES = {
 
 def passes_per_step(adversarial: dict) -> float:
     """Forward-backward passes of one optimizer step relative to plain training (rough)."""
-    method, k = adversarial["method"], adversarial["steps"]
+    from dataclasses import asdict
+
+    from ..adversarial.strategies import strategy_class
+
+    method = adversarial.get("method", "none")
+    settings = {**asdict(strategy_class(method).Config()), **adversarial}  # the method's defaults
+    k = settings.get("steps", 1)
     return {"none": 1, "fgm": 2, "pgd": k + 1, "freelb": k, "smart": k + 1, "r3f": 2, "rs-rp": 1,
-            "rs-da": 1 + adversarial["copies"]}.get(method, 1)
+            "rs-da": 1 + settings.get("copies", 1)}.get(method, 1)
 
 
 @dataclass
