@@ -29,12 +29,10 @@ import math
 
 import torch
 
-from ..data.collate import TARGET_KEYS
 from ..errors import ConfigError
 from ..kernels import perturbation_init, perturbation_step_with_status
 from ..kernels.api import BACKENDS, NORMS
 from .divergence import KINDS as DIVERGENCES
-from .divergence import divergence, symmetric_kl
 from .injection import DeltaInjector, can_coalesce, delta_shape, embedding_mask, grad_scale, per_example_norm
 
 NOISES = ("uniform", "normal")  # random perturbations: U(-m, m) or N(0, m^2) per coordinate
@@ -97,9 +95,6 @@ class _Perturbed(Strategy):
         self.injector.remove()
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _format(self, batch) -> str:
-        return self.model.head_specs[batch["head"]].format
-
     def _reduction_scope(self, engine):
         if self.coalesce and self.backwards > 1 and can_coalesce(engine):
             return engine.coalesce_grad_reduction()
@@ -169,17 +164,6 @@ class _Perturbed(Strategy):
             value = objective(out)
         (g,) = torch.autograd.grad(value, d)
         return g, value.detach()
-
-    def _double(self, batch):
-        """The batch twice along dim 0 (first half clean, second half perturbed), without targets."""
-        return {k: (torch.cat([v, v], 0) if isinstance(v, torch.Tensor) else v)
-                for k, v in batch.items() if k not in TARGET_KEYS}
-
-    def _task_loss(self, batch, logits):
-        head = self.model.heads[batch["head"]]
-        if self._format(batch) == "span_qa":
-            return head.loss(logits, (batch["start_positions"], batch["end_positions"]))
-        return head.loss(logits, batch["labels"])
 
     def _stats(self, loss, clean, adv, delta, **extra):
         stats = {"loss": _f(loss), "adv_active": 1.0, "nonfinite_resets": float(self._resets)}
@@ -330,10 +314,7 @@ class SMART(_Perturbed):
     method = "smart"
 
     def _adv_step(self, engine, batch):
-        fmt = self._format(batch)
-        mask = embedding_mask(batch)
-        labels = batch.get("labels") if fmt == "tagging" else None
-        inputs = {k: v for k, v in batch.items() if k not in TARGET_KEYS}
+        inputs = self.model.inputs(batch)
         out = engine(**batch)  # the clean forward: task loss, ascent target, clean side of the KL
         clean, clean_logits = out.loss, out.logits
         target = clean_logits.detach()
@@ -341,14 +322,14 @@ class SMART(_Perturbed):
         kind = self.cfg.ascent_divergence
 
         def ascent_objective(o):  # the target is constant: its side of the KL carries no gradient
-            return divergence(kind, fmt, o.logits, target, attention_mask=mask, labels=labels)
+            return self.model.divergence(kind, batch, o.logits, target)
 
         for _ in range(self.cfg.steps):
             g, _ = self._input_grad(engine, inputs, delta, ascent_objective)
             delta = self._ascend(delta, g, batch, granularity="token")
         with self.injector.active(delta.detach()):
             adv_logits = engine(**inputs).logits
-        reg = symmetric_kl(fmt, adv_logits, clean_logits, attention_mask=mask, labels=labels, detach_targets=True)
+        reg = self.model.symmetric_kl(batch, adv_logits, clean_logits, detach_targets=True)
         loss = clean + self.cfg.weight * reg
         engine.backward(loss)
         return self._stats(loss, clean, reg, delta)
@@ -364,15 +345,14 @@ class R3F(_Perturbed):
     method = "r3f"
 
     def _adv_step(self, engine, batch):
-        fmt = self._format(batch)
-        mask = embedding_mask(batch)
-        labels = batch.get("labels") if fmt == "tagging" else None
         z = self._noise(batch, self.cfg.init_mag, self.cfg.noise)
         with self.injector.active(torch.cat([torch.zeros_like(z), z], 0), detach_from=z.size(0)):
-            logits = engine(**self._double(batch)).logits
+            doubled = {k: (torch.cat([v, v], 0) if isinstance(v, torch.Tensor) else v)  # clean, then noisy
+                       for k, v in self.model.inputs(batch).items()}
+            logits = engine(**doubled).logits
         clean_logits, noisy_logits = logits.chunk(2, 0)
-        clean = self._task_loss(batch, clean_logits)
-        reg = symmetric_kl(fmt, noisy_logits, clean_logits, attention_mask=mask, labels=labels)
+        clean = self.model.loss(batch, clean_logits)
+        reg = self.model.symmetric_kl(batch, noisy_logits, clean_logits)
         loss = clean + self.cfg.weight * reg
         engine.backward(loss)
         return self._stats(loss, clean, reg, z)

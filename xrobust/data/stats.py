@@ -50,7 +50,7 @@ def data_report(spec, split: str, lang: str, examples, features, *, train: bool)
     from xrobust.data.featurize import feature_lengths
 
     report = {"examples": len(examples), "features": len(features)}
-    if spec.format == "span_qa" and train:
+    if spec.task_format.windowed and train:  # examples whose answer is misaligned make no feature
         report["skipped"] = len(examples) - len(set(features["example_id"]))
     for column in ("truncated", "unk_words"):
         if column in features.column_names:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from xrobust.errors import ConfigError
+from xrobust.tasks.formats import FORMATS, TaskFormat, get_format
 
 SPLITS = ("train", "dev", "test")
-FORMATS = ("classification", "multiple_choice", "span_qa", "tagging", "retrieval")
 PHASES = ("intermediate", "target")
 METRICS = ("accuracy", "seqeval_f1", "squad_em_f1", "mlqa_em_f1", "bucc_f1", "tatoeba_accuracy")
 
@@ -167,8 +167,13 @@ class TaskSpec:
         return self.head or self.name
 
     @property
+    def task_format(self) -> TaskFormat:
+        """The format object (xrobust.tasks.formats) that `format` names."""
+        return get_format(self.format)
+
+    @property
     def num_choices(self) -> int | None:
-        return len(self.labels) if self.format == "multiple_choice" else None
+        return len(self.labels) if "choices" in self.task_format.columns else None
 
     @property
     def num_labels(self) -> int:
@@ -178,7 +183,7 @@ class TaskSpec:
         """Splits this task can load by default (an override may provide any split)."""
         if self.local_template or self.local_only:
             # retrieval is never trained: it only has dev/test bitexts
-            return SPLITS[1:] if self.format == "retrieval" else SPLITS
+            return SPLITS if self.task_format.has_head else SPLITS[1:]
         return tuple(s for s in SPLITS if s in self.sources)
 
     def split_languages(self, split: str) -> tuple[str, ...]:
@@ -411,7 +416,7 @@ def _check_registry() -> None:
         assert t.format in FORMATS and t.phase in PHASES and t.metric in METRICS, t.name
         assert set(t.sources) <= set(SPLITS), t.name
         assert t.train_task is None or t.train_task in _REGISTRY, t.name
-        assert (t.format == "span_qa") == (t.doc_stride is not None), t.name
+        assert t.task_format.windowed == (t.doc_stride is not None), t.name
         for split, langs in t.split_languages_only.items():
             assert split in SPLITS and set(langs) <= set(t.languages), t.name
     assert set(INTERMEDIATE_TASKS) | set(TARGET_TASKS) == {
