@@ -184,33 +184,34 @@ class TaskFormat:
         return self.prediction_file(golds)
 
 
-class Classification(TaskFormat):
+class _OneLabel(TaskFormat):
+    """One label per example (an index into spec.labels, or the right choice), scored by accuracy."""
+
+    target_keys = ("labels",)
+    label_column = "label"
+    score_kind = "accuracy"
+    headline_metric = "accuracy"
+
+
+class Classification(_OneLabel):
     name = "classification"
     columns = {"id": "text", "text_a": "text", "text_b": "text", "label": "label"}
     required = ("text_a", "label")
     text_fields = ("text_a", "text_b")  # text_b for pair tasks only
     augmentable = {"text_a": "text", "text_b": "text"}
     head = ClassificationHead
-    target_keys = ("labels",)
-    label_column = "label"
-    score_kind = "accuracy"
-    headline_metric = "accuracy"
 
     def required_columns(self, spec) -> tuple[str, ...]:
         return self.required + (("text_b",) if spec.pair else ())
 
 
-class MultipleChoice(TaskFormat):
+class MultipleChoice(_OneLabel):
     name = "multiple_choice"
     columns = {"id": "text", "prompt": "text", "choices": "texts", "label": "label"}
     required = ("prompt", "choices", "label")
     text_fields = ("prompt", "choices")
     augmentable = {"prompt": "text", "choices": "texts"}
     head = MultipleChoiceHead
-    target_keys = ("labels",)
-    label_column = "label"
-    score_kind = "accuracy"
-    headline_metric = "accuracy"
 
     def encoder_inputs(self, inputs: dict) -> tuple[dict, dict]:
         """(B, n, L) -> (B * n, L): each (prompt, choice) is one encoder row."""
