@@ -165,6 +165,11 @@ class _Perturbed(Strategy):
         (g,) = torch.autograd.grad(value, d)
         return g, value.detach()
 
+    def _double(self, batch):
+        """The batch twice along dim 0 (first half clean, second half perturbed), without targets."""
+        return {k: (torch.cat([v, v], 0) if isinstance(v, torch.Tensor) else v)
+                for k, v in self.model.inputs(batch).items()}
+
     def _stats(self, loss, clean, adv, delta, **extra):
         stats = {"loss": _f(loss), "adv_active": 1.0, "nonfinite_resets": float(self._resets)}
         if clean is not None:
@@ -347,9 +352,7 @@ class R3F(_Perturbed):
     def _adv_step(self, engine, batch):
         z = self._noise(batch, self.cfg.init_mag, self.cfg.noise)
         with self.injector.active(torch.cat([torch.zeros_like(z), z], 0), detach_from=z.size(0)):
-            doubled = {k: (torch.cat([v, v], 0) if isinstance(v, torch.Tensor) else v)  # clean, then noisy
-                       for k, v in self.model.inputs(batch).items()}
-            logits = engine(**doubled).logits
+            logits = engine(**self._double(batch)).logits
         clean_logits, noisy_logits = logits.chunk(2, 0)
         clean = self.model.loss(batch, clean_logits)
         reg = self.model.symmetric_kl(batch, noisy_logits, clean_logits)
