@@ -11,7 +11,7 @@ import torch
 import transformers.utils
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..tasks.formats import TARGET_KEYS, get_format
 from .divergence import divergence
 
@@ -44,14 +44,21 @@ def head_spec_for(task) -> HeadSpec:
                     labels=tuple(task.labels))
 
 
+def _head(spec: HeadSpec, hidden: int, dropout: float) -> nn.Module:
+    head = get_format(spec.format).head
+    if head is None:
+        raise ConfigError(f"head {spec.name!r}: format {spec.format!r} has no head (it is scored by embedding "
+                          "similarity)")
+    return head(hidden, spec.num_labels, dropout)
+
+
 class XRobustModel(nn.Module):
     def __init__(self, encoder: nn.Module, head_specs: list[HeadSpec], dropout: float):
         super().__init__()
         self.encoder = encoder
         self.head_specs = {h.name: h for h in head_specs}
         hidden = encoder.config.hidden_size
-        self.heads = nn.ModuleDict({h.name: get_format(h.format).head(hidden, h.num_labels, dropout)
-                                    for h in head_specs})
+        self.heads = nn.ModuleDict({h.name: _head(h, hidden, dropout) for h in head_specs})
         # heads in the encoder's dtype: ZeRO-3 flattens all parameters of a group into one buffer
         self.heads.to(dtype=next(encoder.parameters()).dtype)
 
@@ -69,7 +76,7 @@ class XRobustModel(nn.Module):
         if inputs["token_type_ids"] is None:
             del inputs["token_type_ids"]
         out = self.encoder(**inputs, output_hidden_states=output_hidden_states, return_dict=True)
-        logits = self.heads[head](out.last_hidden_state, num_choices=head_args.get("num_choices"))
+        logits = self.heads[head](out.last_hidden_state, **head_args)
         if self.training and torch.is_grad_enabled() and len(self.heads) > 1:
             logits = logits + self._idle_heads_term(head, out.last_hidden_state)
         targets = {"labels": labels, "start_positions": start_positions, "end_positions": end_positions}
