@@ -132,6 +132,7 @@ class TaskFormat:
         return self.required
 
     def featurize_columns(self, train: bool) -> tuple[str, ...]:
+        """Columns the featurizer needs (prediction features need no labels)."""
         return ("id",) + tuple(c for c in self.required if train or c not in self.unlabeled)
 
     # the model
