@@ -78,6 +78,7 @@ def test_no_code_outside_the_registry_compares_format_names():
 
 
 @pytest.mark.parametrize("fmt", HEAD_FORMATS)
+@torch.no_grad()
 def test_model_loss_inputs_and_divergence(fmt):
     from xrobust.modeling.divergence import symmetric_kl
 
