@@ -525,9 +525,7 @@ def _read_squad(path: Path) -> datasets.Dataset:
                         "'answers': [{'text', 'answer_start'}]}]}]}]}") from None
     if not rows:
         raise DataError(f"{path}: no questions found (expected SQuAD v1.1 JSON)")
-    features = datasets.Features({"id": _S, "question": _S, "context": _S,
-                                  "answers": get_format("span_qa").features()["answers"]})
-    return datasets.Dataset.from_list(rows, features=features).add_column("row", list(range(len(rows))))
+    return datasets.Dataset.from_list(rows, features=get_format("span_qa").features()).add_column("row", list(range(len(rows))))
 
 
 def _read_lines(path: Path) -> datasets.Dataset:
