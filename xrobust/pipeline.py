@@ -131,11 +131,11 @@ def check_before_training(cfg, selected: list[str], models: RunModels, evaluate:
     trained = set(models.tasks) | {t for phase in cfg.phases.values() for t in phase.tasks}
     tasks = _eval_tasks(cfg)
     for i, task in enumerate(tasks):
-        if get_task(task).format != "retrieval" and task not in trained:
+        if get_task(task).task_format.has_head and task not in trained:
             where = f"evaluation.tasks[{i}]" if cfg.evaluation.tasks else f"phases.{order[-1]}.tasks"
             raise ConfigError(f"key '{where}': '{task}' is evaluated but no phase trains it (trained: "
                               f"{', '.join(sorted(trained))})")
-    if any(get_task(t).format == "retrieval" for t in tasks):
+    if any(not get_task(t).task_format.has_head for t in tasks):
         encoder = cfg.model.name_or_path
         for phase in cfg.phases.values():
             if phase.init_encoder and not phase.init_encoder.startswith(PHASE_REFERENCE):

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from ..errors import DataError
+from ..tasks.formats import get_format
 
 _TOKEN = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\s+|.", re.UNICODE)
 
@@ -55,30 +56,12 @@ def substitute(text: str, table, rng: random.Random) -> str:
     return "".join(_sub_word(t, table, rng) if t[:1].isalpha() else t for t in _TOKEN.findall(text))
 
 
-def _augment_one(ex: dict, fmt: str, table, rng: random.Random) -> dict:
-    ex = dict(ex)
-    if fmt == "classification":
-        ex["text_a"] = substitute(ex["text_a"], table, rng)
-        if ex.get("text_b") is not None:
-            ex["text_b"] = substitute(ex["text_b"], table, rng)
-    elif fmt == "multiple_choice":
-        ex["prompt"] = substitute(ex["prompt"], table, rng)
-        ex["choices"] = [substitute(c, table, rng) for c in ex["choices"]]
-    elif fmt == "tagging":  # one word for one word: tags stay aligned
-        ex["tokens"] = [_sub_word(t, table, rng) if t[:1].isalpha() else t for t in ex["tokens"]]
-    elif fmt == "span_qa":  # the context (and the answer offsets into it) stay untouched
-        ex["question"] = substitute(ex["question"], table, rng)
-    else:
-        raise DataError(f"rs-da: format {fmt!r} has no training text to augment")
-    return ex
-
-
 def augment_examples(dataset, spec, neighbours_path, copies: int, seed: int):
     """The canonical examples of `dataset` followed by `copies` augmented copies of each (ids get
     the suffix '#rsda<k>'); returns a datasets.Dataset. `spec` is a TaskSpec or a format name."""
     import datasets
 
-    fmt = spec if isinstance(spec, str) else spec.format
+    fmt = get_format(spec if isinstance(spec, str) else spec.format)
     if copies < 1:
         raise DataError(f"rs-da: copies must be >= 1, got {copies}")
     table = read_neighbours(neighbours_path)
@@ -87,7 +70,8 @@ def augment_examples(dataset, spec, neighbours_path, copies: int, seed: int):
     for k in range(1, copies + 1):
         for i, ex in enumerate(rows):
             rng = random.Random(f"{seed}/{k}/{i}")  # independent of order and of other copies
-            aug = _augment_one(ex, fmt, table, rng)
+            aug = fmt.augment(ex, lambda text: substitute(text, table, rng),
+                              lambda word: _sub_word(word, table, rng) if word[:1].isalpha() else word)
             aug["id"] = f"{ex.get('id', i)}#rsda{k}"
             out.append(aug)
     if isinstance(dataset, datasets.Dataset):

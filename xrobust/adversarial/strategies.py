@@ -36,12 +36,10 @@ from typing import ClassVar, Optional
 
 import torch
 
-from ..data.collate import TARGET_KEYS
 from ..errors import ConfigError
 from ..kernels import perturbation_init, perturbation_step_with_status
 from ..kernels.api import BACKENDS, NORMS
 from .divergence import KINDS as DIVERGENCES
-from .divergence import divergence, symmetric_kl
 from .injection import DeltaInjector, can_coalesce, delta_shape, embedding_mask, grad_scale, per_example_norm
 
 NOISES = ("uniform", "normal")  # random perturbations: U(-m, m) or N(0, m^2) per coordinate
@@ -177,9 +175,6 @@ class EmbeddingPerturbation(Strategy):
         self.injector.remove()
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _format(self, batch) -> str:
-        return self.model.head_specs[batch["head"]].format
-
     def _reduction_scope(self, engine):
         if self.coalesce and self.backwards > 1 and can_coalesce(engine):
             return engine.coalesce_grad_reduction()
@@ -258,13 +253,7 @@ class EmbeddingPerturbation(Strategy):
     def _double(self, batch):
         """The batch twice along dim 0 (first half clean, second half perturbed), without targets."""
         return {k: (torch.cat([v, v], 0) if isinstance(v, torch.Tensor) else v)
-                for k, v in batch.items() if k not in TARGET_KEYS}
-
-    def _task_loss(self, batch, logits):
-        head = self.model.heads[batch["head"]]
-        if self._format(batch) == "span_qa":
-            return head.loss(logits, (batch["start_positions"], batch["end_positions"]))
-        return head.loss(logits, batch["labels"])
+                for k, v in self.model.inputs(batch).items()}
 
     def _stats(self, loss, clean, adv, delta, **extra):
         stats = {"loss": _f(loss), "adv_active": 1.0, "nonfinite_resets": float(self._resets)}
@@ -493,10 +482,7 @@ class SMART(EmbeddingPerturbation):
         return self.cfg.eta, self.cfg.epsilon
 
     def _adv_step(self, engine, batch):
-        fmt = self._format(batch)
-        mask = embedding_mask(batch)
-        labels = batch.get("labels") if fmt == "tagging" else None
-        inputs = {k: v for k, v in batch.items() if k not in TARGET_KEYS}
+        inputs = self.model.inputs(batch)
         out = engine(**batch)  # the clean forward: task loss, ascent target, clean side of the KL
         clean, clean_logits = out.loss, out.logits
         target = clean_logits.detach()
@@ -504,14 +490,14 @@ class SMART(EmbeddingPerturbation):
         kind = self.cfg.ascent_divergence
 
         def ascent_objective(o):  # the target is constant: its side of the KL carries no gradient
-            return divergence(kind, fmt, o.logits, target, attention_mask=mask, labels=labels)
+            return self.model.divergence(kind, batch, o.logits, target)
 
         for _ in range(self.cfg.steps):
             g, _ = self._input_grad(engine, inputs, delta, ascent_objective)
             delta = self._ascend(delta, g, batch, granularity="token")
         with self.injector.active(delta.detach()):
             adv_logits = engine(**inputs).logits
-        reg = symmetric_kl(fmt, adv_logits, clean_logits, attention_mask=mask, labels=labels, detach_targets=True)
+        reg = self.model.symmetric_kl(batch, adv_logits, clean_logits, detach_targets=True)
         loss = clean + self.cfg.lambda_s * reg
         engine.backward(loss)
         return self._stats(loss, clean, reg, delta)
@@ -539,15 +525,12 @@ class R3F(EmbeddingPerturbation):
     Config = R3FConfig
 
     def _adv_step(self, engine, batch):
-        fmt = self._format(batch)
-        mask = embedding_mask(batch)
-        labels = batch.get("labels") if fmt == "tagging" else None
         z = self._noise(batch, self.cfg.eps, self.cfg.noise_type)
         with self.injector.active(torch.cat([torch.zeros_like(z), z], 0), detach_from=z.size(0)):
             logits = engine(**self._double(batch)).logits
         clean_logits, noisy_logits = logits.chunk(2, 0)
-        clean = self._task_loss(batch, clean_logits)
-        reg = symmetric_kl(fmt, noisy_logits, clean_logits, attention_mask=mask, labels=labels)
+        clean = self.model.loss(batch, clean_logits)
+        reg = self.model.symmetric_kl(batch, noisy_logits, clean_logits)
         loss = clean + self.cfg.r3f_lambda * reg
         engine.backward(loss)
         return self._stats(loss, clean, reg, z)

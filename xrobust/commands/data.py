@@ -62,7 +62,7 @@ def run_stats(args) -> int:
     for spec in specs:
         phase = _phase_of(cfg, spec.name)
         lengths = dict(max_length=args.max_length or (phase and phase.max_length) or spec.max_length)
-        if spec.format == "span_qa":
+        if spec.task_format.windowed:
             lengths.update(doc_stride=phase.doc_stride if phase else spec.doc_stride,
                            max_query_length=phase.max_query_length if phase else spec.max_query_length)
         source = cfg.data.sources.get(spec.name) if cfg else None
@@ -74,7 +74,7 @@ def run_stats(args) -> int:
             langs = [lang for lang in spec.split_languages(split) if not args.languages or lang in args.languages]
             for lang in langs:
                 kw = {**data, "source": source}
-                if spec.format == "retrieval":
+                if not spec.task_format.has_head:
                     sides = load_bitext(spec, split, lang, **kw)
                     sides = {lang: sides.source, "en": sides.target}
                 else:

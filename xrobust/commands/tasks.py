@@ -20,7 +20,7 @@ def add_parsers(sub) -> None:
 def _row(t) -> tuple[str, ...]:
     if t.open_labels:
         labels = "open"
-    elif t.format == "multiple_choice":
+    elif t.num_choices:
         labels = f"{t.num_choices} choices"
     else:
         labels = str(len(t.labels)) if t.labels else "-"

@@ -341,7 +341,7 @@ def validate(cfg: ExperimentConfig, source: str) -> None:
                 spec = get_task(task)
             except ConfigError as exc:
                 fail(f"{p}.tasks[{i}]", str(exc))
-            if spec.format == "retrieval":
+            if not spec.task_format.has_head:
                 fail(f"{p}.tasks[{i}]", f"'{task}' is a retrieval task: it has no training data")
         _check_choice(phase.sampler, "phase.sampler", f"{p}.sampler", source)
         for key, rule in RANGES.items():

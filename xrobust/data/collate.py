@@ -11,12 +11,10 @@ from typing import Any, Sequence
 import torch
 
 from xrobust.errors import ConfigError, DataError
-
-IGNORE_INDEX = -100  # token labels the loss ignores (torch cross_entropy's default ignore_index)
+from xrobust.tasks.formats import IGNORE_INDEX, TARGET_KEYS  # owned by the task formats
 
 # Per-token fields and their pad values; "input_ids" uses the tokenizer's pad id.
 TOKEN_FIELDS = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "labels": IGNORE_INDEX}
-TARGET_KEYS = ("labels", "start_positions", "end_positions")  # a batch's gold: the loss's inputs, never the encoder's
 # Prediction metadata: never sent to the model, returned only with keep_meta=True.
 META_FIELDS = ("example_id", "offset_mapping", "word_ids", "n_words")
 

@@ -20,22 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from xrobust.data.collate import IGNORE_INDEX
 from xrobust.errors import ConfigError, DataError
+from xrobust.tasks.formats import FORMATS, IGNORE_INDEX
 
 # Bump when any featurizer's output changes: part of the feature-cache key (xrobust.data.cache).
 # 3: token_type_ids kept when the tokenizer returns them.
 FEATURIZER_VERSION = "3"
-
-FORMATS = ("classification", "multiple_choice", "span_qa", "tagging", "retrieval")
-
-REQUIRED_COLUMNS = {
-    "classification": ("id", "text_a", "label"),
-    "multiple_choice": ("id", "prompt", "choices", "label"),
-    "span_qa": ("id", "question", "context", "answers"),
-    "tagging": ("id", "tokens"),
-    "retrieval": ("id", "text"),
-}
 
 SEGMENT_IDS = "token_type_ids"
 
@@ -58,31 +48,22 @@ def featurize(
     """
     fmt = getattr(spec, "format", None)
     name = getattr(spec, "name", "?")
-    if fmt not in FORMATS:
-        raise ConfigError(f"task {name!r}: format {fmt!r} has no featurizer; expected one of {', '.join(FORMATS)}")
+    if fmt not in BUILDERS:
+        raise ConfigError(f"task {name!r}: format {fmt!r} has no featurizer; expected one of {', '.join(BUILDERS)}")
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"task {name!r}: a fast tokenizer is required (offset mappings); got {type(tokenizer).__name__}")
     if max_length is None or int(max_length) < 4:
         raise ConfigError(f"task {name!r}: max_length={max_length} is too small; expected an int >= 4")
-    required = list(REQUIRED_COLUMNS[fmt])
-    if fmt == "tagging" and train:
-        required.append("tags")
+    required = list(FORMATS[fmt].featurize_columns(train))
     missing = [c for c in required if c not in examples.column_names]
     if missing:
         raise DataError(
             f"task {name!r} ({fmt}): examples lack column(s) {missing}; expected {required}, got {examples.column_names}"
         )
 
-    builders = {
-        "classification": _classification,
-        "multiple_choice": _multiple_choice,
-        "span_qa": _span_qa,
-        "tagging": _tagging,
-        "retrieval": _retrieval,
-    }
-    if fmt == "span_qa":
+    if FORMATS[fmt].windowed:
         _check_qa_lengths(name, tokenizer, max_length, doc_stride, max_query_length)
-    fn = builders[fmt](spec, tokenizer, max_length=int(max_length), doc_stride=int(doc_stride),
+    fn = BUILDERS[fmt](spec, tokenizer, max_length=int(max_length), doc_stride=int(doc_stride),
                        max_query_length=int(max_query_length), train=train)
     return examples.map(
         fn,
@@ -375,3 +356,15 @@ def _word_windows(lengths: list[int], budget: int) -> list[tuple[int, int]]:
         used += n
     windows.append((lo, len(lengths)))
     return windows
+
+
+# One featurizer per task format (xrobust.tasks.formats), keyed by its name: they share the
+# tokenizer helpers above, and the format registry sits below xrobust.data (tests/test_formats.py
+# checks that every format has one).
+BUILDERS = {
+    "classification": _classification,
+    "multiple_choice": _multiple_choice,
+    "span_qa": _span_qa,
+    "tagging": _tagging,
+    "retrieval": _retrieval,
+}

@@ -26,13 +26,13 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
-from xrobust.data.collate import IGNORE_INDEX
 from xrobust.data.conll import conll_dataset
 from xrobust.data.local_source import LocalSource
 from xrobust.data.stats import log, record_load
 from xrobust.data.textfile import read_text, text_lines
 from xrobust.errors import DataError
 from xrobust.tasks.adapters import apply_adapter
+from xrobust.tasks.formats import IGNORE_INDEX, get_format
 from xrobust.tasks.registry import (
     SPLITS,
     TATOEBA_CODES,
@@ -50,35 +50,10 @@ _EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".parquet": "parquet", ".tsv"
 SOURCE_KEYS = ("path", "format", "columns", "adapter", "header", "field", "target_path",
                "gold_path", "revision")
 
-# Required canonical columns per format (id is optional everywhere: positional ids fill in).
-_REQUIRED = {
-    "classification": ("text_a", "label"),
-    "multiple_choice": ("prompt", "choices", "label"),
-    "span_qa": ("question", "context", "answers"),
-    "tagging": ("tokens", "tags"),
-    "retrieval": ("text",),
-}
-_S, _I = datasets.Value("string"), datasets.Value("int64")
-_FEATURES = {
-    "classification": {"id": _S, "text_a": _S, "text_b": _S, "label": _I},
-    "multiple_choice": {"id": _S, "prompt": _S, "choices": datasets.List(_S), "label": _I},
-    "span_qa": {"id": _S, "question": _S, "context": _S,
-                "answers": {"text": datasets.List(_S),
-                            "answer_start": datasets.List(datasets.Value("int32"))}},
-    "tagging": {"id": _S, "tokens": datasets.List(_S), "tags": datasets.List(_I)},
-    "retrieval": {"id": _S, "text": _S},
-}
-# Text every example needs: a string field holds non-blank text, a list field (choices, tokens) is
-# non-empty with no missing item (a blank word is fed as <unk>, as XTREME does). Missing or blank
-# text gives the model nothing to read and almost always means a shifted column or a wrong
-# `columns` mapping.
-_TEXT_FIELDS = {
-    "classification": ("text_a", "text_b"),  # text_b for pair tasks only
-    "multiple_choice": ("prompt", "choices"),
-    "span_qa": ("question", "context"),
-    "tagging": ("tokens",),
-    "retrieval": ("text",),
-}
+# Canonical columns, required columns and text fields per format: xrobust.tasks.formats. Text
+# fields: a string holds non-blank text, a list (choices, tokens) is non-empty with no missing item
+# (a blank word is fed as <unk>, as XTREME does). Missing or blank text gives the model nothing to
+# read and almost always means a shifted column or a wrong `columns` mapping.
 # Tags unseen in the training split of an open label set (CCG) are ignored, like sub-tokens.
 
 
@@ -137,10 +112,10 @@ def source_problems(task: str, source: Any) -> list[tuple[str, str]]:
     columns = _get(source, "columns")
     if columns and not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
         out.append((f"{key}.columns", f"expected canonical field -> file column names, got {columns!r}"))
-    fmt_of_task = {t.name: t.format for t in all_tasks()}.get(task)
-    if (_get(source, "target_path") or _get(source, "gold_path")) and fmt_of_task not in (None, "retrieval"):
+    spec_of_task = {t.name: t for t in all_tasks()}.get(task)
+    if (_get(source, "target_path") or _get(source, "gold_path")) and spec_of_task and spec_of_task.task_format.has_head:
         out.append((f"{key}.target_path", f"target_path and gold_path are for retrieval tasks; "
-                                          f"{task} is {fmt_of_task}"))
+                                          f"{task} is {spec_of_task.format}"))
     return out
 
 
@@ -192,7 +167,7 @@ def load_examples(spec: TaskSpec | str, split: str, lang: str = "en", *, source:
     labels = task_labels(spec, source=source, root=root, cache_dir=cache_dir,
                          xtreme_dir=xtreme_dir) if spec.open_labels else spec.labels
     ds, origin = _load_raw(spec, split, lang, source, root, cache_dir, xtreme_dir)
-    if spec.format == "retrieval":
+    if not spec.task_format.has_head:  # one side of a bitext
         ds = ds.select_columns([c for c in ("id", "text", "row", "line") if c in ds.column_names])
     return _finish(ds, spec, labels, split, lang, origin)
 
@@ -203,7 +178,7 @@ def load_bitext(spec: TaskSpec | str, split: str, lang: str, *, source: Any = No
                 xtreme_dir: str | os.PathLike | None = None) -> Bitext:
     """Both sides of a retrieval split: `lang` sentences, English sentences, gold pairs."""
     spec = get_task(spec) if isinstance(spec, str) else spec
-    if spec.format != "retrieval":
+    if spec.task_format.has_head:
         raise DataError(f"task {spec.name} is {spec.format}, not retrieval: use load_examples")
     _check_split_lang(spec, split, lang)
     local = resolve_source(source, spec.name) or _xtreme_source(spec, split, lang, xtreme_dir)
@@ -268,7 +243,7 @@ def task_labels(spec: TaskSpec | str, *, source: Any = None, root: Any = None,
     if not spec.open_labels:
         return spec.labels
     ds, origin = _load_raw(spec, "train", "en", source, root, cache_dir, xtreme_dir)
-    key = "tags" if spec.format == "tagging" else "label"
+    key = spec.task_format.label_column
     values = ds[key]
     flat = {str(v) for seq in values for v in seq} if key == "tags" else {str(v) for v in values}
     if not flat:
@@ -347,7 +322,7 @@ def _load_raw(spec: TaskSpec, split: str, lang: str, source: Any, root: Any,
         path = Path(spec.local_template.format(root=os.fspath(root), task=spec.name,
                                                split=split, lang=lang))
         ds = _read_local(path, LocalSource(path=str(path), format="jsonl"), cache_dir)
-        if spec.format == "retrieval" and {"source", "target"} <= set(ds.column_names):
+        if not spec.task_format.has_head and {"source", "target"} <= set(ds.column_names):
             ds = _pair_rows(ds)
         return _canonical_columns(ds, spec, None, str(path)), str(path)
     return _load_hub(spec, split, lang, cache_dir, hub_revision(source))
@@ -401,7 +376,7 @@ def _load_hub(spec: TaskSpec, split: str, lang: str, cache_dir: Any, revision: s
     origin = " + ".join(f"{c.dataset}/{c.config or ''}:{c.split}" for c in calls)
     if len(parts) == 1:
         return parts[0], origin
-    # every part left its adapter with the same raw schema (xrobust.tasks.adapters.OUTPUT_FEATURES)
+    # every part left its adapter with the same raw schema (TaskFormat.features(raw=True))
     return datasets.concatenate_datasets(parts), origin
 
 
@@ -550,9 +525,7 @@ def _read_squad(path: Path) -> datasets.Dataset:
                         "'answers': [{'text', 'answer_start'}]}]}]}]}") from None
     if not rows:
         raise DataError(f"{path}: no questions found (expected SQuAD v1.1 JSON)")
-    features = datasets.Features({"id": _S, "question": _S, "context": _S,
-                                  "answers": _FEATURES["span_qa"]["answers"]})
-    return datasets.Dataset.from_list(rows, features=features).add_column("row", list(range(len(rows))))
+    return datasets.Dataset.from_list(rows, features=get_format("span_qa").features()).add_column("row", list(range(len(rows))))
 
 
 def _read_lines(path: Path) -> datasets.Dataset:
@@ -591,9 +564,7 @@ def _canonical_columns(ds: datasets.Dataset, spec: TaskSpec, columns: dict[str, 
             raise DataError(f"{origin}: columns mapping names missing file column(s): "
                             f"{', '.join(absent)}; file has {', '.join(ds.column_names)}")
         ds = ds.rename_columns({col: canon for canon, col in columns.items() if col != canon})
-    required = _REQUIRED[spec.format]
-    if spec.format == "classification" and spec.pair:
-        required = required + ("text_b",)
+    required = spec.task_format.required_columns(spec)
     missing = [c for c in required if c not in ds.column_names]
     if missing:
         raise DataError(f"{origin}: missing required column(s) {', '.join(missing)} for a "
@@ -679,7 +650,7 @@ def _name_undecodable(ds: datasets.Dataset, name: str, origin: str, block: int =
 
 
 def _text_problem(field: str, value: Any) -> str | None:
-    """What is wrong with one example's text field (see _TEXT_FIELDS), or None."""
+    """What is wrong with one example's text field (TaskFormat.text_fields), or None."""
     if value is None:
         return f"{field} is missing; expected text"
     if isinstance(value, list):
@@ -694,7 +665,7 @@ def _text_problem(field: str, value: Any) -> str | None:
 
 def _check_texts(ds: datasets.Dataset, spec: TaskSpec, origin: str) -> None:
     ids = ds["id"]
-    for field in _TEXT_FIELDS[spec.format]:
+    for field in spec.task_format.text_fields:
         if field not in ds.column_names or (field == "text_b" and not spec.pair):
             continue
         for i, value in enumerate(ds[field]):
@@ -759,7 +730,7 @@ def _finish(ds: datasets.Dataset, spec: TaskSpec, labels: tuple[str, ...], split
         raise DataError(f"{origin}: no examples for task {spec.name} split {split} language "
                         f"{lang}")
     _check_utf8(ds, origin)
-    fmt = spec.format
+    fmt = spec.task_format
     index = {name: i for i, name in enumerate(labels)}
     ids = ds["id"] if "id" in ds.column_names else [None] * len(ds)
     rows = ds["row"]
@@ -768,9 +739,10 @@ def _finish(ds: datasets.Dataset, spec: TaskSpec, labels: tuple[str, ...], split
     ds = ds.remove_columns([c for c in ("id",) if c in ds.column_names]).add_column("id", new_ids)
     _check_texts(ds, spec, origin)
 
-    if fmt in ("classification", "multiple_choice"):
+    label_kind = fmt.columns.get(fmt.label_column)
+    if label_kind == "label":  # one label per example
         out = []
-        choices = ds["choices"] if fmt == "multiple_choice" else None
+        choices = ds["choices"] if "choices" in fmt.columns else None
         for i, value in enumerate(ds["label"]):
             k = _label_index(value, labels, index)
             if k is None:
@@ -780,7 +752,7 @@ def _finish(ds: datasets.Dataset, spec: TaskSpec, labels: tuple[str, ...], split
                                 f"task {spec.name}, got {len(choices[i])}")
             out.append(k)
         ds = ds.remove_columns("label").add_column("label", out)
-    elif fmt == "tagging":
+    elif label_kind == "labels":  # one label per token
         out_tags = []
         tokens = ds["tokens"]
         for i, seq in enumerate(ds["tags"]):
@@ -798,7 +770,7 @@ def _finish(ds: datasets.Dataset, spec: TaskSpec, labels: tuple[str, ...], split
                 mapped.append(k)
             out_tags.append(mapped)
         ds = ds.remove_columns("tags").add_column("tags", out_tags)
-    elif fmt == "span_qa":
+    if "answers" in fmt.columns:
         answers, moved, lost = align_answers(ds["context"], ds["answers"])
         if moved:
             ds = ds.remove_columns("answers").add_column("answers", answers)
@@ -807,13 +779,14 @@ def _finish(ds: datasets.Dataset, spec: TaskSpec, labels: tuple[str, ...], split
             log(f"{spec.name} {split} {lang}: {moved} answer(s) moved back onto their text "
                 f"(answer_start off by <= {MAX_ANSWER_SHIFT} characters in {origin}); {lost} "
                 f"answer(s) not found near answer_start (training skips those examples)")
-    if fmt == "classification" and "text_b" not in ds.column_names:
-        ds = ds.add_column("text_b", [None] * len(ds))
-    features = datasets.Features(_FEATURES[fmt])
+    for column in fmt.columns:  # optional text (text_b of single-text classification) is None
+        if column not in ds.column_names and column not in fmt.required:
+            ds = ds.add_column(column, [None] * len(ds))
+    features = fmt.features()
     ds = ds.select_columns(list(features))
     try:
         return ds.cast(features)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{origin}: columns do not have the canonical {fmt} types "
-                        f"({', '.join(f'{k}: {v}' for k, v in _FEATURES[fmt].items())}): {exc}"
+        raise DataError(f"{origin}: columns do not have the canonical {fmt.name} types "
+                        f"({', '.join(f'{k}: {v}' for k, v in features.items())}): {exc}"
                         ) from None

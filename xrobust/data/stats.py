@@ -48,9 +48,10 @@ def data_report(spec, split: str, lang: str, examples, features, *, train: bool)
     unk_words (words longer than a window, or erased by the tokenizer, fed as <unk>), realigned /
     unaligned answers (from loading) and feature length percentiles."""
     from xrobust.data.featurize import feature_lengths
+    from xrobust.tasks.formats import get_format
 
     report = {"examples": len(examples), "features": len(features)}
-    if spec.format == "span_qa" and train:
+    if get_format(spec.format).windowed and train:  # examples whose answer is misaligned make no feature
         report["skipped"] = len(examples) - len(set(features["example_id"]))
     for column in ("truncated", "unk_words"):
         if column in features.column_names:

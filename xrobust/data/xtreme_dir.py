@@ -82,7 +82,7 @@ def xtreme_source(spec, split: str, lang: str, xtreme_dir: str | os.PathLike):
         raise DataError(f"{path}: file not found in data.xtreme_dir (task {spec.name}, split {split}, "
                         f"language {lang}; expected XTREME's download layout, see docs/TASKS.md)")
     _check_retrieval(spec, split, lang, source)
-    if spec.format == "tagging" and not _first_line_has_tab(path):
+    if spec.task_format.label_column == "tags" and not _first_line_has_tab(path):
         raise DataError(f"{path}: tokens without tags. " + _NO_TEST_LABELS.format(task=spec.name))
     return source
 
@@ -110,10 +110,11 @@ def _first_line_has_tab(path: Path) -> bool:
 def check_labeled(ds, spec, source, origin: str) -> None:
     """Raise unless a split read from the XTREME folder carries its labels."""
     label = (source.columns or {}).get("label", "label")
-    missing = (spec.format == "classification" and label not in ds.column_names) or (
-        spec.format == "span_qa" and all(not any(a["text"]) for a in ds["answers"]))
+    answers = "answers" in spec.task_format.columns
+    missing = (spec.task_format.label_column == "label" and label not in ds.column_names) or (
+        answers and all(not any(a["text"]) for a in ds["answers"]))
     if missing:
-        what = "answers" if spec.format == "span_qa" else "labels"
+        what = "answers" if answers else "labels"
         raise DataError(f"{origin}: no {what}. " + _NO_TEST_LABELS.format(task=spec.name))
 
 

@@ -61,7 +61,7 @@ class FinishedRun:
         return str(phases.get(list(self.cfg.phases)[-1]) or next(iter(phases.values())))
 
     def model_dir(self, task: str) -> str:
-        if get_task(task).format == "retrieval":
+        if not get_task(task).task_format.has_head:
             return self.final_model_dir()
         if task not in self.models.tasks:
             raise XRobustError(f"task '{task}' was not trained in {self.root} (trained: {', '.join(self.tasks)})")

@@ -15,7 +15,9 @@ import torch
 
 from ..data.collate import TARGET_KEYS, Collator
 from ..data.featurize import feature_lengths
+from ..errors import ConfigError
 from .. import distributed as dist
+from . import postprocess as post
 
 
 
@@ -85,13 +87,9 @@ def _embed(model, batch, layer: int, pooling: str) -> np.ndarray:
                   output_hidden_states=True, return_dict=True)
     states = out.hidden_states
     if not 0 <= layer < len(states):
-        from ..errors import ConfigError
-
         raise ConfigError(f"key 'evaluation.layer': {layer} is out of range; this encoder has hidden states "
                           f"0..{len(states) - 1}")
-    from .postprocess import pool_embeddings
-
-    return pool_embeddings(states[layer].float(), batch["attention_mask"], pooling=pooling).cpu().numpy()
+    return post.pool_embeddings(states[layer].float(), batch["attention_mask"], pooling=pooling).cpu().numpy()
 
 
 # -- per-format predictions and scores --------------------------------------------------------------
@@ -104,43 +102,44 @@ def predict(model, spec, examples, features, tokenizer, batch_size: int, *, pert
     return predictions_from_logits(spec, examples, features, logits)
 
 
+def _tagging_predictions(spec, examples, features, logits):
+    by_id = post.tagging_predictions(features, logits, spec.labels)
+    return [by_id[str(i)] for i in examples["id"]]
+
+
+# The post-processing step of each task format with a head (xrobust.tasks.formats), keyed by its
+# name: it lives with the numpy code the formats share (xrobust.evaluation.postprocess), which sits
+# above the format registry.
+POSTPROCESS = {
+    "classification": lambda spec, examples, features, logits: post.classification_predictions(logits, spec.labels),
+    "multiple_choice": lambda spec, examples, features, logits: post.multiple_choice_predictions(logits),
+    "tagging": _tagging_predictions,
+    "span_qa": lambda spec, examples, features, logits: post.span_qa_predictions(examples, features, logits),
+}
+
+
 def predictions_from_logits(spec, examples, features, logits):
     """Per-format step from logits (one row per feature) to example-level predictions."""
-    from . import postprocess as post
-
-    if spec.format == "classification":
-        return post.classification_predictions(logits, spec.labels)
-    if spec.format == "multiple_choice":
-        return post.multiple_choice_predictions(logits)
-    if spec.format == "tagging":
-        by_id = post.tagging_predictions(features, logits, spec.labels)
-        return [by_id[str(i)] for i in examples["id"]]
-    if spec.format == "span_qa":
-        return post.span_qa_predictions(examples, features, logits)
-    from ..errors import ConfigError
-
-    raise ConfigError(f"task {spec.name}: {spec.format} has no head predictions (retrieval is scored by similarity)")
+    step = POSTPROCESS.get(spec.format)
+    if step is None:
+        raise ConfigError(f"task {spec.name}: {spec.format} has no head predictions (retrieval is scored by "
+                          "similarity)")
+    return step(spec, examples, features, logits)
 
 
 def gold(spec, examples):
-    if spec.format == "classification":
-        return [spec.labels[i] for i in examples["label"]]
-    if spec.format == "multiple_choice":
-        return list(examples["label"])
-    if spec.format == "tagging":
-        return [[spec.labels[t] for t in tags] for tags in examples["tags"]]
-    if spec.format == "span_qa":
-        return [(str(i), list(a["text"])) for i, a in zip(examples["id"], examples["answers"])]
-    raise ValueError(spec.format)
+    """Example-level gold answers in the official file's terms (TaskFormat.gold)."""
+    return spec.task_format.gold(spec, examples)
 
 
 def score(spec, examples, predictions, lang: str) -> dict[str, float]:
     from .metrics import accuracy, mlqa_scores, seqeval_prf, squad_scores
 
     golds = gold(spec, examples)
-    if spec.format in ("classification", "multiple_choice"):
+    kind = spec.task_format.score_kind
+    if kind == "accuracy":
         return accuracy(golds, predictions)
-    if spec.format == "tagging":
+    if kind == "seqeval":
         return seqeval_prf(golds, predictions)
     if spec.metric == "mlqa_em_f1":
         return mlqa_scores(golds, predictions, lang)

@@ -108,15 +108,16 @@ def _spec(task: str):
 def _chance(spec, task: str, path: Path, lang: str) -> float | None:
     from .scorer import read_label_file, read_qa_gold, read_tag_file
 
-    if spec.format == "retrieval":
+    kind = spec.task_format.score_kind
+    if not spec.task_format.has_head:  # retrieval
         if spec.metric != "tatoeba_accuracy":
             return 0.0  # BUCC: no pair mined, F1 0
         n = sum(1 for line in read_label_file(path) if line)
         return 100.0 / n if n else None
-    if spec.format in ("classification", "multiple_choice"):
+    if kind == "accuracy":
         labels = [line for line in read_label_file(path) if line]
         return 100.0 * Counter(labels).most_common(1)[0][1] / len(labels) if labels else None
-    if spec.format == "tagging":
+    if kind == "seqeval":
         golds = [s for s in read_tag_file(path)[0] if s]
         if not golds:
             return None

@@ -159,7 +159,7 @@ def perturbation(attack: Attack | None, eps: float, seed_key: str = ""):
 
 def headline_metric(spec) -> str:
     """The number plotted: accuracy (classification, multiple choice), else F1 (tagging, QA)."""
-    return "accuracy" if spec.format in ("classification", "multiple_choice") else "f1"
+    return spec.task_format.headline_metric
 
 
 def attack_metric(model, spec, examples, features, tokenizer, batch_size: int, attack: Attack | None,
@@ -218,9 +218,9 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
         raise ConfigError(f"--attack: {' '.join(kinds)} names an attack twice")
     max_examples = max_examples if max_examples is not None else ev.max_examples
     run = FinishedRun(cfg, root, models=models)
-    tasks = tasks or [t for t in run.evaluated_tasks() if get_task(t).format != "retrieval"]
+    tasks = tasks or [t for t in run.evaluated_tasks() if get_task(t).task_format.has_head]
     for name in tasks:
-        if get_task(name).format == "retrieval":
+        if not get_task(name).task_format.has_head:
             raise ConfigError(f"--tasks: {name} is a retrieval task; robustness curves need a task with a head")
     plan = run.plan(tasks, split, languages)
     if not plan:
@@ -234,7 +234,7 @@ def evaluate_robustness(cfg, root: Path, *, tasks=None, languages=None, split=No
         model, tokenizer = run.load(spec.name)
         examples, features = run.evaluation_set(spec, split, lang, tokenizer, max_examples)
         report = data_report(spec, split, lang, examples, features, train=False)
-        if spec.format == "span_qa" and any(a.kind == "pgd" for a in attacks):
+        if spec.task_format.windowed and any(a.kind == "pgd" for a in attacks):
             # every curve of the task is measured on the examples PGD can attack, so they compare
             examples, features, report["skipped"] = with_qa_targets(cfg, spec, examples, features, tokenizer,
                                                                     run.phase(spec.name), f" {split} ({lang})")

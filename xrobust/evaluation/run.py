@@ -42,27 +42,23 @@ def _stop_on_signal(where):
     return hook
 
 
-def _write_predictions(folder: Path, spec, lang: str, split: str, predictions, examples=None) -> Path:
-    name = official_name(spec.name)
-    if spec.format == "span_qa":
-        path = folder / name / f"{split}-{lang}.json"
-        atomic_write_json(path, predictions)
-    elif spec.format == "tagging":
-        path = folder / name / f"{split}-{lang}.tsv"
-        atomic_write_text(path, "".join("\n".join(tags) + "\n\n" for tags in predictions))
+def _write_file(folder: Path, spec, lang: str, split: str, file: tuple) -> Path:
+    """One official-layout file: (suffix, contents) from the task format (text, or JSON for .json)."""
+    suffix, contents = file
+    path = folder / official_name(spec.name) / f"{split}-{lang}{suffix}"
+    if suffix == ".json":
+        atomic_write_json(path, contents)
     else:
-        path = folder / name / f"{split}-{lang}.tsv"
-        atomic_write_text(path, "".join(f"{p}\n" for p in predictions))
+        atomic_write_text(path, contents)
     return path
 
 
+def _write_predictions(folder: Path, spec, lang: str, split: str, predictions, examples=None) -> Path:
+    return _write_file(folder, spec, lang, split, spec.task_format.prediction_file(predictions))
+
+
 def _write_gold(folder: Path, spec, lang: str, split: str, golds) -> None:
-    if spec.format == "span_qa":
-        articles = [{"paragraphs": [{"qas": [{"id": qid, "answers": [{"text": t} for t in answers]}]}]}
-                    for qid, answers in golds]
-        _write_predictions(folder, spec, lang, split, {"data": articles})
-    else:
-        _write_predictions(folder, spec, lang, split, golds)
+    _write_file(folder, spec, lang, split, spec.task_format.gold_file(golds))
 
 
 def _retrieval_scores(run: FinishedRun, spec, model, tokenizer, split, lang):
@@ -128,7 +124,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
     tasks = tasks or run.evaluated_tasks()
     plan = run.plan(tasks, split, languages)
     layer = ev.layer  # recorded as the layer pooled: the default for this encoder's depth when unset
-    if any(spec.format == "retrieval" for spec, _ in plan):
+    if any(not spec.task_format.has_head for spec, _ in plan):
         from .retrieval import check_retrieval_layer
 
         layer = check_retrieval_layer(cfg, run.final_model_dir())
@@ -144,7 +140,7 @@ def evaluate_run(cfg, root: Path, *, tasks=None, languages=None, split=None, tra
         current["at"] = f"{spec.name} ({lang})"
         model, tokenizer = run.load(spec.name)
         evaluating = f"evaluating {spec.name} {split} ({lang}) with {run.model_dir(spec.name)}"
-        if spec.format == "retrieval":
+        if not spec.task_format.has_head:  # retrieval: scored by embedding similarity
             with context(evaluating):
                 metrics, chosen = _retrieval_scores(run, spec, model, tokenizer, split, lang)
             for key, value in chosen.items():  # settings that change numbers, saved with the results

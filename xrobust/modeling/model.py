@@ -11,8 +11,9 @@ import torch
 import transformers.utils
 from torch import nn
 
-from ..errors import CheckpointError
-from .heads import HEADS
+from ..errors import CheckpointError, ConfigError
+from ..tasks.formats import TARGET_KEYS, get_format
+from .divergence import divergence
 
 HEADS_FILE = "heads.pt"
 HEADS_META = "heads.json"
@@ -39,8 +40,16 @@ class ModelOutput(transformers.utils.ModelOutput):
 
 def head_spec_for(task) -> HeadSpec:
     """The head a task trains: tasks naming the same head share it (e.g. the ANLI+ parts)."""
-    num = 2 if task.format == "span_qa" else len(task.labels)
-    return HeadSpec(name=task.head_name, format=task.format, num_labels=num, labels=tuple(task.labels))
+    return HeadSpec(name=task.head_name, format=task.format, num_labels=task.task_format.num_outputs(task),
+                    labels=tuple(task.labels))
+
+
+def _head(spec: HeadSpec, hidden: int, dropout: float) -> nn.Module:
+    head = get_format(spec.format).head
+    if head is None:
+        raise ConfigError(f"head {spec.name!r}: format {spec.format!r} has no head (it is scored by embedding "
+                          "similarity)")
+    return head(hidden, spec.num_labels, dropout)
 
 
 class XRobustModel(nn.Module):
@@ -49,7 +58,7 @@ class XRobustModel(nn.Module):
         self.encoder = encoder
         self.head_specs = {h.name: h for h in head_specs}
         hidden = encoder.config.hidden_size
-        self.heads = nn.ModuleDict({h.name: HEADS[h.format](hidden, h.num_labels, dropout) for h in head_specs})
+        self.heads = nn.ModuleDict({h.name: _head(h, hidden, dropout) for h in head_specs})
         # heads in the encoder's dtype: ZeRO-3 flattens all parameters of a group into one buffer
         self.heads.to(dtype=next(encoder.parameters()).dtype)
 
@@ -59,29 +68,46 @@ class XRobustModel(nn.Module):
 
     def forward(self, head: str, input_ids, attention_mask, labels=None, start_positions=None,
                 end_positions=None, token_type_ids=None, output_hidden_states: bool = False, **_unused):
-        spec = self.head_specs[head]
-        num_choices = None
-        if spec.format == "multiple_choice":
-            num_choices = input_ids.size(1)
-            input_ids = input_ids.flatten(0, 1)
-            attention_mask = attention_mask.flatten(0, 1)
-            token_type_ids = None if token_type_ids is None else token_type_ids.flatten(0, 1)
+        fmt = self.format_of(head)
+        inputs, head_args = fmt.encoder_inputs({"input_ids": input_ids, "attention_mask": attention_mask,
+                                                 "token_type_ids": token_type_ids})
         # segment ids only when the features carry them (BERT-style tokenizers): an encoder without
         # token types (e.g. DistilBERT) takes no such argument
-        segments = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **segments,
-                           output_hidden_states=output_hidden_states, return_dict=True)
-        module = self.heads[head]
-        logits = module(out.last_hidden_state, num_choices=num_choices)
+        if inputs["token_type_ids"] is None:
+            del inputs["token_type_ids"]
+        out = self.encoder(**inputs, output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.heads[head](out.last_hidden_state, **head_args)
         if self.training and torch.is_grad_enabled() and len(self.heads) > 1:
             logits = logits + self._idle_heads_term(head, out.last_hidden_state)
-        loss = None
-        if spec.format == "span_qa" and start_positions is not None:
-            loss = module.loss(logits, (start_positions, end_positions))
-        elif labels is not None and spec.format != "span_qa":
-            loss = module.loss(logits, labels)
-        return ModelOutput(loss=loss, logits=logits,
+        targets = {"labels": labels, "start_positions": start_positions, "end_positions": end_positions}
+        return ModelOutput(loss=fmt.loss(logits, targets), logits=logits,
                            hidden_states=out.hidden_states if output_hidden_states else None)
+
+    # -- losses: strategies ask the model, never the batch's task format -------------------------------
+    def format_of(self, head: str):
+        """The task format (xrobust.tasks.formats) of a head."""
+        return get_format(self.head_specs[head].format)
+
+    @staticmethod
+    def inputs(batch: dict) -> dict:
+        """The batch without its targets: what a forward that computes no loss takes."""
+        return {k: v for k, v in batch.items() if k not in TARGET_KEYS}
+
+    def loss(self, batch: dict, logits: torch.Tensor) -> torch.Tensor:
+        """The task loss of `logits` (a forward of `batch`'s inputs) against the batch's targets."""
+        return self.format_of(batch["head"]).loss(logits, batch)
+
+    def divergence(self, kind: str, batch: dict, a_logits, b_logits, *, detach_targets: bool = False):
+        """The divergence `kind` (modeling.divergence.KINDS) between two predictions of `batch`,
+        reduced as the head's format does (over attended positions, labelled tokens, ...)."""
+        mask = batch["attention_mask"]
+        return divergence(kind, self.format_of(batch["head"]), a_logits, b_logits,
+                          attention_mask=mask.flatten(0, 1) if mask.dim() == 3 else mask,
+                          labels=batch.get("labels"), detach_targets=detach_targets)
+
+    def symmetric_kl(self, batch: dict, a_logits, b_logits, *, detach_targets: bool = False):
+        """KL(a || b) + KL(b || a), reduced per format: `divergence("symmetric", ...)`."""
+        return self.divergence("symmetric", batch, a_logits, b_logits, detach_targets=detach_targets)
 
     def _idle_heads_term(self, active: str, hidden_states):
         """A zero that depends on every other head's parameters, added to the training logits.

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import datasets
 
 from xrobust.errors import DataError
+from xrobust.tasks.formats import get_format
 
 Batch = dict[str, list]
 
@@ -42,17 +43,7 @@ class Adapter:
     description: str = ""
 
 
-_S, _ROW = datasets.Value("string"), datasets.Value("int64")
-# Raw canonical columns per format: labels and tags are strings until loading maps them.
-OUTPUT_FEATURES = {
-    "classification": {"id": _S, "text_a": _S, "text_b": _S, "label": _S},
-    "multiple_choice": {"id": _S, "prompt": _S, "choices": datasets.List(_S), "label": _S},
-    "span_qa": {"id": _S, "question": _S, "context": _S,
-                "answers": {"text": datasets.List(_S),
-                            "answer_start": datasets.List(datasets.Value("int32"))}},
-    "tagging": {"id": _S, "tokens": datasets.List(_S), "tags": datasets.List(_S)},
-    "retrieval": {"id": _S, "text": _S, "target_id": _S, "target_text": _S},
-}
+_ROW = datasets.Value("int64")
 
 
 def label_name(value: Any, names: list[str] | None) -> str | None:
@@ -247,5 +238,6 @@ def apply_adapter(ds: datasets.Dataset, adapter: str | Adapter, ctx_lang: str, i
         out["row"] = batch["row"]
         return out
 
-    features = datasets.Features({**OUTPUT_FEATURES[adapter.format], "row": _ROW})
+    # the raw canonical columns (xrobust.tasks.formats): labels and tags are strings until loading maps them
+    features = datasets.Features({**get_format(adapter.format).features(raw=True), "row": _ROW})
     return ds.map(convert, batched=True, remove_columns=ds.column_names, features=features)

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from xrobust.errors import ConfigError
+from xrobust.tasks.formats import FORMATS, TaskFormat, get_format
 
 from .adapters import Adapter
 
 SPLITS = ("train", "dev", "test")
-FORMATS = ("classification", "multiple_choice", "span_qa", "tagging", "retrieval")
 PHASES = ("intermediate", "target")
 METRICS = ("accuracy", "seqeval_f1", "squad_em_f1", "mlqa_em_f1", "bucc_f1", "tatoeba_accuracy")
 
@@ -174,8 +174,13 @@ class TaskSpec:
         return self.head or self.name
 
     @property
+    def task_format(self) -> TaskFormat:
+        """The format object (xrobust.tasks.formats) that `format` names."""
+        return get_format(self.format)
+
+    @property
     def num_choices(self) -> int | None:
-        return len(self.labels) if self.format == "multiple_choice" else None
+        return len(self.labels) if "choices" in self.task_format.columns else None
 
     @property
     def num_labels(self) -> int:
@@ -185,7 +190,7 @@ class TaskSpec:
         """Splits this task can load by default (an override may provide any split)."""
         if self.local_template or self.local_only:
             # retrieval is never trained: it only has dev/test bitexts
-            return SPLITS[1:] if self.format == "retrieval" else SPLITS
+            return SPLITS if self.task_format.has_head else SPLITS[1:]
         return tuple(s for s in SPLITS if s in self.sources)
 
     def split_languages(self, split: str) -> tuple[str, ...]:
@@ -459,7 +464,8 @@ def _check_spec(t: TaskSpec, registry: Mapping[str, TaskSpec]) -> None:
         (f"metric {t.metric!r} is not one of {', '.join(METRICS)}", t.metric in METRICS),
         (f"sources has splits other than {', '.join(SPLITS)}", set(t.sources) <= set(SPLITS)),
         (f"train_task {t.train_task!r} is not a task", t.train_task is None or t.train_task in registry),
-        ("doc_stride is set exactly for span_qa tasks", (t.format == "span_qa") == (t.doc_stride is not None)),
+        ("doc_stride is set exactly for windowed (span QA) tasks",
+         t.format not in FORMATS or get_format(t.format).windowed == (t.doc_stride is not None)),
         ("split_languages_only names a split or languages the task lacks",
          all(split in SPLITS and set(langs) <= set(t.languages) for split, langs in t.split_languages_only.items())),
     ) if not ok]
