@@ -255,6 +255,12 @@ class EmbeddingPerturbation(Strategy):
         return {k: (torch.cat([v, v], 0) if isinstance(v, torch.Tensor) else v)
                 for k, v in self.model.inputs(batch).items()}
 
+    def _train_regularized(self, engine, clean, weight: float, reg, perturbation):
+        """Backward of clean + weight * reg (SMART's and R3F's objective); the step's statistics."""
+        loss = clean + weight * reg
+        engine.backward(loss)
+        return self._stats(loss, clean, reg, perturbation)
+
     def _stats(self, loss, clean, adv, delta, **extra):
         stats = {"loss": _f(loss), "adv_active": 1.0, "nonfinite_resets": float(self._resets)}
         if clean is not None:
@@ -498,9 +504,7 @@ class SMART(EmbeddingPerturbation):
         with self.injector.active(delta.detach()):
             adv_logits = engine(**inputs).logits
         reg = self.model.symmetric_kl(batch, adv_logits, clean_logits, detach_targets=True)
-        loss = clean + self.cfg.lambda_s * reg
-        engine.backward(loss)
-        return self._stats(loss, clean, reg, delta)
+        return self._train_regularized(engine, clean, self.cfg.lambda_s, reg, delta)
 
 
 @dataclass
@@ -531,9 +535,7 @@ class R3F(EmbeddingPerturbation):
         clean_logits, noisy_logits = logits.chunk(2, 0)
         clean = self.model.loss(batch, clean_logits)
         reg = self.model.symmetric_kl(batch, noisy_logits, clean_logits)
-        loss = clean + self.cfg.r3f_lambda * reg
-        engine.backward(loss)
-        return self._stats(loss, clean, reg, z)
+        return self._train_regularized(engine, clean, self.cfg.r3f_lambda, reg, z)
 
 
 @dataclass
