@@ -12,6 +12,7 @@ from ..errors import CheckpointError, ConfigError
 from ..modeling.encoder import encoder_kwargs, set_dropout
 from ..shipped import shipped_folder
 from .. import distributed as dist
+from ..host_memory import configure_for as configure_host_memory
 
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -100,6 +101,8 @@ def load_encoder(path: str, dtype: torch.dtype, dropout: float | None, *, random
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the phase's own bar shows progress
+    # also for library callers that did not start through xrobust.cli (idempotent)
+    configure_host_memory(dist.device().type)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:
