@@ -160,8 +160,8 @@ def _worker(args) -> int:
 
     runs = {}
     freelb = FreeLBConfig(steps=args.freelb_steps)
-    for label, config in (("plain", MethodConfig()), (f"freelb-{args.freelb_steps}", freelb)):
-        strategy = build_strategy(config, engine.module)
+    for label, method_config in (("plain", MethodConfig()), (f"freelb-{args.freelb_steps}", freelb)):
+        strategy = build_strategy(method_config, engine.module)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         times, losses = [], []
@@ -181,7 +181,8 @@ def _worker(args) -> int:
         gathered = dist.gather_objects({"times": times, "memory": memory})
         # a step ends when the slowest rank ends it
         step_times = [max(g["times"][i] for g in gathered) for i in range(len(times))]
-        runs[label] = {"method": config.method, "passes": args.freelb_steps if config.method == "freelb" else 1,
+        passes = args.freelb_steps if method_config.method == "freelb" else 1
+        runs[label] = {"method": method_config.method, "passes": passes,
                        "step_s": statistics.median(step_times), "step_s_all": step_times, "losses": losses,
                        "peak_allocated_bytes_per_device": [g["memory"][0] for g in gathered],
                        "peak_reserved_bytes_per_device": [g["memory"][1] for g in gathered]}

@@ -155,5 +155,5 @@ def evaluate_dev(model, data, batch_size: int) -> dict[str, dict[str, float]]:
     for name, spec, examples, features in data.dev_sets():
         preds = predict(model, spec, examples, features, data.tokenizer, batch_size)
         metrics = score(spec, examples, preds, "en")
-        out[name] = {**metrics, "selection": metrics_score(metrics, qa=spec.format == "span_qa")}
+        out[name] = {**metrics, "selection": metrics_score(metrics, qa=spec.task_format.score_kind == "qa")}
     return out

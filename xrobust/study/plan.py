@@ -59,9 +59,10 @@ def _merge(into: dict, fragment: dict) -> None:
 
 
 def is_retrieval(task: str) -> bool:
+    """A task evaluated on the encoder alone (no head, no target training: BUCC, Tatoeba)."""
     from ..tasks import get_task
 
-    return get_task(task).format == "retrieval"
+    return not get_task(task).task_format.has_head
 
 
 @dataclass

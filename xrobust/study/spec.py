@@ -143,7 +143,7 @@ def load_study(name_or_path: str, overrides: list[str] | None = None) -> Study:
                 spec = get_task(value)
             except ConfigError as exc:
                 _fail(path, "intermediate", f"{exc} (or 'none' / 'multitask')")
-            if spec.format == "retrieval":
+            if not spec.task_format.has_head:
                 _fail(path, "intermediate", f"'{value}' is a retrieval task: it has no training data")
     methods = _str_list(section, "method", path, default=[NONE])
     for value in methods:
