@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ENCODER_DIR = "encoder"
-PHASE_KEY = "phase:pretrained"  # models.json: the encoder that retrieval tasks use
+PHASE = "pretrained"  # models.json: the phase model that retrieval tasks use
 
 
 def export_encoder(name_or_path: str, tokenizer: str, out: Path, dtype: str = "fp32") -> None:
@@ -37,7 +37,7 @@ def evaluate_base_encoder(cfg) -> Path:
     from ..config import dump_yaml
     from ..evaluation.run import evaluate_run
     from ..pipeline import run_root
-    from ..training.rundir import locked_run, write_description, write_models
+    from ..training.rundir import RunModels, locked_run, write_description, write_models
 
     root = run_root(cfg)
     dist.init_distributed()
@@ -51,7 +51,7 @@ def evaluate_base_encoder(cfg) -> Path:
             if not (model_dir / "heads.json").is_file():
                 export_encoder(cfg.model.name_or_path, cfg.model.tokenizer or cfg.model.name_or_path, model_dir,
                                cfg.model.dtype)
-            write_models(root, {PHASE_KEY: model_dir})
+            write_models(root, RunModels(phases={PHASE: model_dir}))
         dist.barrier()
-        evaluate_run(cfg, root, tasks=cfg.evaluation.tasks, models={PHASE_KEY: str(model_dir)})
+        evaluate_run(cfg, root, tasks=cfg.evaluation.tasks, models=RunModels(phases={PHASE: model_dir}))
     return root
