@@ -217,7 +217,7 @@ def test_pipeline_chain_of_two_node_jobs(multinode_cluster, tmp_path):
     env = {k: v for k, v in cluster.env.items() if not k.startswith(("XROBUST_", "RANK", "WORLD_SIZE"))}
     env.update(RECORD_FILE=str(record), PATH=f"{BIN}:{env['PATH']}", TMPDIR=str(cluster.tmpdir))
     common = {"NODES": "2", "LAUNCHER": "srun", "PROCS_PER_NODE": "1", "CPUS_PER_TASK": "1", "ENTRY": str(RECORD),
-              "PYTHON": str(BIN / "python"), "WORKDIR": str(REPO), "TIME": "5", "DS_ACCELERATOR": "cpu",
+              "PYTHON": str(BIN / "python"), "WORKDIR": str(REPO), "TIME": "15", "DS_ACCELERATOR": "cpu",
               "OUTPUT": str(tmp_path / "%x-%j.out")}
     args = [f"--var={k}={v}" for k, v in common.items()]
     args += ["--var=target_array:TASKS=xnli pawsx", f"--var=target_array:INIT_ENCODER={tmp_path / 'encoder'}"]
@@ -257,7 +257,7 @@ def test_job_folder_on_node_local_disk_is_refused(multinode_cluster, tmp_path):
     script, _ = xslurm.render("intermediate_multitask", str(cfg), out=str(tmp_path / "job.sbatch"), variables={
         "NODES": "2", "LAUNCHER": "srun", "PROCS_PER_NODE": "1", "CPUS_PER_TASK": "1", "ENTRY": str(RECORD),
         "PYTHON": str(BIN / "python"), "WORKDIR": str(REPO), "JOB_DIR": str(cluster.tmpdir),
-        "OUTPUT": str(tmp_path / "job.out"), "TIME": "5"})
+        "OUTPUT": str(tmp_path / "job.out"), "TIME": "15"})
     env = dict(cluster.env, TMPDIR=str(cluster.tmpdir), RECORD_FILE=str(record))
     job = xslurm.submit(script, env=env)
     assert cluster.wait_job_gone(job, timeout=120) == "FAILED"

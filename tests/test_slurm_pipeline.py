@@ -27,8 +27,10 @@ def _chain(slurm_cluster, tmp_path, fail_on=None):
     env.update(SLURM_CONF=str(slurm_cluster.conf), RECORD_FILE=str(record), PATH=f"{BIN}:{env['PATH']}")
     if fail_on:
         env["FAIL_ON"] = fail_on
+    # TIME well above the templates' SIGNAL_SECONDS (300): with 5 minutes the USR1 is due at the start
+    # and a job the controller checks early is told to checkpoint and requeue at once
     variables = {"all": {"LAUNCHER": "srun", "PROCS_PER_NODE": "1", "CPUS_PER_TASK": "1", "ENTRY": str(ENTRY),
-                         "PYTHON": str(BIN / "python"), "WORKDIR": str(REPO), "TIME": "5",
+                         "PYTHON": str(BIN / "python"), "WORKDIR": str(REPO), "TIME": "15",
                          "OUTPUT": str(tmp_path / "%x-%j.out"), "DS_ACCELERATOR": "cpu"},
                  "target_array": {"TASKS": "xnli pawsx", "INIT_ENCODER": str(tmp_path / "encoder")}}
     jobs = xslurm.pipeline("xstilts_mnli", None, str(tmp_path / "scripts"), variables, env=env)
