@@ -42,6 +42,7 @@ def evaluate_base_encoder(cfg) -> Path:
     root = run_root(cfg)
     dist.init_distributed()
     model_dir = root / ENCODER_DIR
+    models = RunModels(phases={PHASE: model_dir})
     if dist.is_main():
         root.mkdir(parents=True, exist_ok=True)
     dist.barrier()
@@ -51,7 +52,7 @@ def evaluate_base_encoder(cfg) -> Path:
             if not (model_dir / "heads.json").is_file():
                 export_encoder(cfg.model.name_or_path, cfg.model.tokenizer or cfg.model.name_or_path, model_dir,
                                cfg.model.dtype)
-            write_models(root, RunModels(phases={PHASE: model_dir}))
+            write_models(root, models)
         dist.barrier()
-        evaluate_run(cfg, root, tasks=cfg.evaluation.tasks, models=RunModels(phases={PHASE: model_dir}))
+        evaluate_run(cfg, root, tasks=cfg.evaluation.tasks, models=models)
     return root
