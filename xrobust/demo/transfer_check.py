@@ -25,9 +25,11 @@ def _read(path: Path) -> list[dict]:
 
 def finetune_zero_shot(encoder_dir, world: dict, *, task: str = "demo_xnli", epochs: float = 1.6, lr: float = 2e-3,
                        batch_size: int = 32, seed: int = 0, split: str = "dev", freeze_embeddings: bool = True,
-                       view: str = "pair") -> dict:
-    """Fine-tune on English `task` train; return {"accuracy": {lang: acc}, "seconds", "cpu_seconds", "steps"}.
-    `view` "hypothesis" or "premise" trains and evaluates on that side of each pair alone."""
+                       view: str = "pair", only_labels=None) -> dict:
+    """Fine-tune on English `task` train; return {"accuracy": {lang: acc}, "confusion": {lang: rows gold x
+    columns predicted}, "seconds", "cpu_seconds", "steps"}. `view` "hypothesis" or "premise" trains and
+    evaluates on that side of each pair alone; `only_labels` keeps only the examples with those labels
+    (e.g. entailment and contradiction: is the polarity relation learned without the neutral pairs?)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -49,7 +51,11 @@ def finetune_zero_shot(encoder_dir, world: dict, *, task: str = "demo_xnli", epo
         x = tok(first, pair, padding=True, truncation=True, return_tensors="pt")
         return x, torch.tensor([labels.index(r["label"]) for r in rows])
 
-    train = _read(Path(world["data_root"]) / task / "train-en.jsonl")
+    def rows(split_name, lang):
+        return [r for r in _read(Path(world["data_root"]) / task / f"{split_name}-{lang}.jsonl")
+                if only_labels is None or r["label"] in only_labels]
+
+    train = rows("train", "en")
     opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad] + list(head.parameters()), lr=lr)
     total = round(epochs * len(train) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
@@ -69,12 +75,14 @@ def finetune_zero_shot(encoder_dir, world: dict, *, task: str = "demo_xnli", epo
         steps += 1
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     enc.eval()
-    acc = {}
+    acc, confusion = {}, {}
     with torch.no_grad():
         for lang in world["tasks"][task]["splits"][split]:
-            x, y = batch(_read(Path(world["data_root"]) / task / f"{split}-{lang}.jsonl"))
-            acc[lang] = round((head(enc(**x).last_hidden_state[:, 0]).argmax(-1) == y).float().mean().item(), 3)
-    return {"accuracy": acc, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "steps": steps}
+            x, y = batch(rows(split, lang))
+            pred = head(enc(**x).last_hidden_state[:, 0]).argmax(-1)
+            acc[lang] = round((pred == y).float().mean().item(), 3)
+            confusion[lang] = [[int(((y == g) & (pred == q)).sum()) for q in range(len(labels))] for g in range(len(labels))]
+    return {"accuracy": acc, "confusion": confusion, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "steps": steps}
 
 
 def finetune_tagging(encoder_dir, world: dict, *, task: str = "demo_pos", epochs: int = 2, lr: float = 1e-3,
@@ -224,6 +232,9 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=float, default=1.6, help="over English train (1.6 x 8000 / 32 = 400 steps)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--xnli-only", action="store_true", help="skip the tagging and retrieval checks")
+    p.add_argument("--encoder", type=Path, help="an MLM encoder of this world to use instead of pretraining one")
+    p.add_argument("--train-seed", type=int, help="seed of the fine-tuning (default: --seed)")
+    p.add_argument("--labels", help="comma-separated: train and evaluate demo_xnli on these labels only")
     p.add_argument("--views", action="store_true",
                    help="also fine-tune demo_xnli on the hypotheses alone and on the premises alone")
     args = p.parse_args(argv)
@@ -231,17 +242,20 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(1)  # as pretrain_mlm: a second thread mostly adds synchronisation for this model
     world = build_world(args.root, seed=args.seed)
-    enc = pretrain_mlm(world, args.root / "mlm-check", seed=args.seed)
+    enc = args.encoder or pretrain_mlm(world, args.root / "mlm-check", seed=args.seed)
     log = json.loads((enc / "pretrain_log.json").read_text(encoding="utf-8"))
     print(f"mlm: {log['steps']} steps, {log['seconds']} s wall, {log['cpu_seconds']} s cpu, loss {log['final_loss']}")
-    print("demo_xnli", json.dumps(finetune_zero_shot(enc, world, epochs=args.epochs, lr=args.lr, seed=args.seed)))
+    seed = args.seed if args.train_seed is None else args.train_seed
+    only = tuple(args.labels.split(",")) if args.labels else None
+    print("demo_xnli", json.dumps(finetune_zero_shot(enc, world, epochs=args.epochs, lr=args.lr, seed=seed,
+                                                     only_labels=only)))
     if args.views:
         for view in ("hypothesis", "premise"):
             print(f"demo_xnli {view} only", json.dumps(finetune_zero_shot(enc, world, epochs=args.epochs, lr=args.lr,
-                                                                           seed=args.seed, view=view)))
+                                                                           seed=seed, view=view)))
     if not args.xnli_only:
         for task in ("demo_pos", "demo_ner"):
-            print(task, json.dumps(finetune_tagging(enc, world, task=task, seed=args.seed)))
+            print(task, json.dumps(finetune_tagging(enc, world, task=task, seed=seed)))
         print("demo_tatoeba", json.dumps(retrieval_accuracy(enc, world)))
 
 
