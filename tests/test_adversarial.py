@@ -349,6 +349,30 @@ def test_adversarial_presets_load_and_validate():
             validate_adversarial(adv)
 
 
+@pytest.mark.parametrize("method,settings", [
+    ("none", {}), ("fgm", {}), ("pgd", {"sigma": 0.0}), ("pgd", {}), ("pgd", {"steps": 3}), ("freelb", {}),
+    ("freelb", {"steps": 3}), ("smart", {}), ("smart", {"steps": 1}), ("r3f", {}), ("rs-rp", {}), ("rs-da", {}),
+])
+@pytest.mark.parametrize("fmt", ("classification", "multiple_choice"))
+def test_passes_count_what_a_step_runs(method, settings, fmt):
+    """Strategy.passes (the cost `xrobust bench` and study estimates use) equals the rows the
+    encoder's embeddings see in one micro-step over the micro-batch's rows: every training,
+    ascent or doubled-batch forward counted."""
+    from xrobust.modeling.model import embedding_mask
+
+    model = tiny_model()
+    engine = make_engine(model)
+    cfg = cfg_for(method, **settings)
+    strategy = build_strategy(cfg, model)
+    rows = []
+    handle = model.word_embeddings().register_forward_hook(lambda m, i, out: rows.append(out.size(0)))
+    batch = make_batch(fmt, 3)
+    strategy.step(engine, batch)
+    handle.remove()
+    strategy.close()
+    assert sum(rows) / embedding_mask(batch).size(0) == strategy_class(method).passes(cfg), rows
+
+
 def test_adversarial_bench_counts_the_passes_of_every_case():
     """`xrobust bench adversarial` judges each method by its forward/backward passes per step."""
     import argparse

@@ -29,7 +29,7 @@ def forward_outputs(model, features, tokenizer, head: str | None, batch_size: in
 
     perturbation(model, batch, index, injector) -> delta or None: added to the word-embedding output
     of the forward of global batch `index` (the same index at any world size) through `injector`
-    (an xrobust.adversarial.injection.DeltaInjector, which the hook may use for forwards of its
+    (an xrobust.modeling.model.DeltaInjector, which the hook may use for forwards of its
     own, e.g. PGD's); `batch` still holds its gold targets.
     """
     n = len(features)
@@ -44,7 +44,7 @@ def forward_outputs(model, features, tokenizer, head: str | None, batch_size: in
     model.eval()
     injector = None
     if perturbation is not None:
-        from ..adversarial.injection import DeltaInjector
+        from ..modeling.model import DeltaInjector
 
         injector = DeltaInjector(model.word_embeddings())
     results: dict[int, np.ndarray] = {}
