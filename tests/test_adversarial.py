@@ -306,8 +306,11 @@ def test_the_strategy_declares_its_data_transform(tmp_path):
     rsda = cfg_for("rs-da", neighbours=str(nb), copies=2)
     got = strategy_class("rs-da").train_examples(rsda, rows, "tagging", seed=3)
     assert list(got) == list(augment_examples(rows, "tagging", nb, copies=2, seed=3)) and len(got) == 3
+    # the factor study cost estimates scale an epoch's steps by
+    assert len(got) == len(rows) * strategy_class("rs-da").train_examples_factor(rsda)
     for method in METHODS[:-1]:
         assert strategy_class(method).train_examples(cfg_for(method), rows, "tagging", seed=3) is rows, method
+        assert strategy_class(method).train_examples_factor(cfg_for(method)) == 1, method
 
 
 def test_rsda_bad_neighbours_file(tmp_path):

@@ -39,8 +39,8 @@ import torch
 from ..errors import ConfigError
 from ..kernels import perturbation_init, perturbation_step_with_status
 from ..kernels.api import BACKENDS, NORMS
-from .divergence import KINDS as DIVERGENCES
 from ..modeling.model import DeltaInjector, delta_shape, embedding_mask
+from .divergence import KINDS as DIVERGENCES
 
 NOISES = ("uniform", "normal")  # random perturbations: U(-m, m) or N(0, m^2) per coordinate
 

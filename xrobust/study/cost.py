@@ -5,8 +5,9 @@ sizes below; `study.train_examples` adds or overrides entries). Tokens count eve
 to its phase's maximum length, so dynamic padding makes the real figure lower. An adversarial
 method multiplies the cost by its forward-backward passes per step (`Strategy.passes`, REFERENCE.md
 section 5; measure yours with `xrobust bench adversarial`), and a data-level one (RS-DA) the training
-examples an epoch sees (`Strategy.train_examples_factor`). GPU-hours = tokens x passes / tokens_per_s x gpus / 3600,
-with the throughput of plain training from `study.throughput` or a `xrobust bench train --json` file.
+examples an epoch sees (`Strategy.train_examples_factor`). GPU-hours = tokens x passes / tokens_per_s
+x gpus / 3600, with the throughput of plain training from `study.throughput` or a `xrobust bench train
+--json` file.
 """
 
 from __future__ import annotations
