@@ -306,8 +306,11 @@ def test_the_strategy_declares_its_data_transform(tmp_path):
     rsda = cfg_for("rs-da", neighbours=str(nb), copies=2)
     got = strategy_class("rs-da").train_examples(rsda, rows, "tagging", seed=3)
     assert list(got) == list(augment_examples(rows, "tagging", nb, copies=2, seed=3)) and len(got) == 3
+    # the factor study cost estimates scale an epoch's steps by
+    assert len(got) == len(rows) * strategy_class("rs-da").train_examples_factor(rsda)
     for method in METHODS[:-1]:
         assert strategy_class(method).train_examples(cfg_for(method), rows, "tagging", seed=3) is rows, method
+        assert strategy_class(method).train_examples_factor(cfg_for(method)) == 1, method
 
 
 def test_rsda_bad_neighbours_file(tmp_path):
@@ -347,6 +350,30 @@ def test_adversarial_presets_load_and_validate():
             assert adv.method == method and cfg.name == f"{plain.name}-{method}"
             assert cfg.phases["intermediate"].tasks == plain.phases["intermediate"].tasks
             validate_adversarial(adv)
+
+
+@pytest.mark.parametrize("method,settings", [
+    ("none", {}), ("fgm", {}), ("pgd", {"sigma": 0.0}), ("pgd", {}), ("pgd", {"steps": 3}), ("freelb", {}),
+    ("freelb", {"steps": 3}), ("smart", {}), ("smart", {"steps": 1}), ("r3f", {}), ("rs-rp", {}), ("rs-da", {}),
+])
+@pytest.mark.parametrize("fmt", ("classification", "multiple_choice"))
+def test_passes_count_what_a_step_runs(method, settings, fmt):
+    """Strategy.passes (the cost `xrobust bench` and study estimates use) equals the rows the
+    encoder's embeddings see in one micro-step over the micro-batch's rows: every training,
+    ascent or doubled-batch forward counted."""
+    from xrobust.modeling.model import embedding_mask
+
+    model = tiny_model()
+    engine = make_engine(model)
+    cfg = cfg_for(method, **settings)
+    strategy = build_strategy(cfg, model)
+    rows = []
+    handle = model.word_embeddings().register_forward_hook(lambda m, i, out: rows.append(out.size(0)))
+    batch = make_batch(fmt, 3)
+    strategy.step(engine, batch)
+    handle.remove()
+    strategy.close()
+    assert sum(rows) / embedding_mask(batch).size(0) == strategy_class(method).passes(cfg), rows
 
 
 def test_adversarial_bench_counts_the_passes_of_every_case():

@@ -14,17 +14,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "scripts"))
 
 from adv_common import FORMATS as HEAD_FORMATS, make_batch, tiny_model  # noqa: E402
 
-from xrobust.tasks.formats import FORMATS, IGNORE_INDEX, TARGET_KEYS, get_format  # noqa: E402
+from xrobust.tasks.featurizers import IGNORE_INDEX  # noqa: E402
+from xrobust.tasks.formats import FORMATS, TARGET_KEYS, get_format  # noqa: E402
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xrobust"
 
 
 def test_every_format_has_its_featurizer_and_post_processing():
-    from xrobust.data.featurize import BUILDERS
-    from xrobust.evaluation.predict import POSTPROCESS
+    from xrobust.tasks import featurizers, postprocessors
 
-    assert set(BUILDERS) == set(FORMATS)
-    assert set(POSTPROCESS) == {name for name, f in FORMATS.items() if f.has_head}
+    for name, fmt in FORMATS.items():
+        assert fmt.featurizer is getattr(featurizers, name), name
+        # a format with a head turns logits into predictions; retrieval is scored by similarity
+        assert (fmt.postprocess is getattr(postprocessors, name, None)) and (fmt.postprocess is None) != fmt.has_head
 
 
 def test_one_owner_for_target_keys_and_ignore_index():

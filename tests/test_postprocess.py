@@ -10,8 +10,9 @@ from datasets import Dataset
 from fixtures_tokenizer import tokenizer  # noqa: F401  (pytest fixture)
 from test_featurize import QA_KW, qa_examples, spec, tagging_examples
 from xrobust.data.featurize import featurize
-from xrobust.evaluation.postprocess import (classification_predictions, multiple_choice_predictions,
-                                            pool_embeddings, span_qa_predictions, tagging_predictions)
+from xrobust.evaluation.predict import pool_embeddings
+from xrobust.tasks.postprocessors import (classification_predictions, multiple_choice_predictions,
+                                          span_qa_predictions, tagging_predictions)
 from xrobust.errors import DataError
 
 

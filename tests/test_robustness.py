@@ -166,7 +166,7 @@ def test_noise_size_matches_its_definition():
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_pgd_raises_the_loss_and_stays_in_the_eps_ball(toy_run, norm):
-    from xrobust.adversarial.injection import DeltaInjector, embedding_mask
+    from xrobust.modeling.model import DeltaInjector, embedding_mask
     from xrobust.data.collate import Collator
     from xrobust.evaluation.robustness import Attack, pgd_delta
 

@@ -11,11 +11,12 @@ import warnings
 from . import errors
 from .errors import XRobustError
 
-# module path -> each exposes add_parsers(subparsers); a handler is set with set_defaults(func=...)
+# module path -> each exposes add_parsers(subparsers); a handler is set with set_defaults(func=...).
+# One module per CLI area; training's commands (train, pipeline) live with the pipeline they run.
 COMMAND_MODULES = [
     "xrobust.commands.tasks",
     "xrobust.commands.data",
-    "xrobust.commands.train",
+    "xrobust.pipeline",
     "xrobust.commands.demo",
     "xrobust.commands.evaluate",
     "xrobust.commands.bench",

@@ -1,13 +1,18 @@
-"""Phases in order (intermediate -> target), then zero-shot evaluation: one process group throughout."""
+"""Phases in order (intermediate -> target), then zero-shot evaluation: one process group throughout.
+
+Also the two commands that run them (the CLI lists this module with the xrobust.commands ones):
+`xrobust train` (one phase) and `xrobust pipeline` (every phase, then zero-shot evaluation).
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import shutil
 from pathlib import Path
 
 from . import errors
-from .config import dump_yaml, to_dict
+from .config import add_overrides, dump_yaml, load_config, to_dict
 from .errors import ConfigError, XRobustError
 from . import distributed as dist
 from .training.rundir import RunModels, check_resumed_config, prepare_run_dir, read_models, write_description, \
@@ -224,3 +229,64 @@ def run(cfg, *, phases: list[str] | None = None, evaluate: bool = True, resume: 
         if lock is not None:
             lock.release()
     return root
+
+
+# -- the commands: `xrobust train` and `xrobust pipeline` --------------------------------------------
+def _run_arguments(p) -> None:
+    p.add_argument("--config", required=True, help="a YAML file or the name of a shipped preset")
+    add_overrides(p)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an existing run from its last checkpoint")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--accept-config-change", action="store_true",
+                   help="with --resume: continue although the config differs from the run's recorded one in keys "
+                        "that change training (the change is recorded in config_changes.jsonl)")
+    p.add_argument("--fresh-if-nothing-to-resume", action="store_true",
+                   help="with --resume: start the run (or a phase that has no checkpoint) from step 0 instead of "
+                        "stopping with an error")
+    # the deepspeed launcher appends --local_rank; the rank is read from the environment instead
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("train", help="run one training phase of a config")
+    p.set_defaults(func=train_command)
+    _run_arguments(p)
+    p.add_argument("--phase", help="which phase to run (default: the config's only phase)")
+    p = sub.add_parser("pipeline", help="run every phase in order, then zero-shot evaluation")
+    p.set_defaults(func=pipeline_command)
+    _run_arguments(p)
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
+
+
+def _run_command(cfg, args, phases, evaluate: bool) -> int:
+    for flag in ("accept_config_change", "fresh_if_nothing_to_resume"):
+        if getattr(args, flag) and not args.resume:
+            raise ConfigError(f"--{flag.replace('_', '-')} only applies with --resume")
+    root = run(cfg, phases=phases, evaluate=evaluate, resume=args.resume, overwrite=args.overwrite,
+               accept_config_change=args.accept_config_change,
+               fresh_if_nothing_to_resume=args.fresh_if_nothing_to_resume)
+    if dist.is_main():
+        print(f"run directory: {root}", flush=True)
+    return 0
+
+
+def train_command(args) -> int:
+    from .training.signals import FLAG
+
+    FLAG.install()
+    cfg = load_config(args.config, args.overrides)
+    phase = args.phase
+    if phase is None:
+        if len(cfg.phases) != 1:
+            raise ConfigError(f"{args.config}: has phases {', '.join(cfg.phases)}; choose one with --phase "
+                              "(or run them all with `xrobust pipeline`)")
+        phase = next(iter(cfg.phases))
+    return _run_command(cfg, args, [phase], evaluate=False)
+
+
+def pipeline_command(args) -> int:
+    from .training.signals import FLAG
+
+    FLAG.install()
+    return _run_command(load_config(args.config, args.overrides), args, None, evaluate=not args.no_eval)

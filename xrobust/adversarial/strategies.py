@@ -16,7 +16,7 @@ DeepSpeed rules followed here (REFERENCE section 6):
   gradient read off such a backward (FGM, FreeLB) is scaled by 1/GAS and the fp16 loss scale;
   `grad_scale(engine)` undoes it so that every reported/used delta gradient is in loss units.
 - Several engine.backward calls in one micro-step are merged into one gradient reduction with
-  engine.coalesce_grad_reduction() where DeepSpeed supports it (see injection.can_coalesce).
+  engine.coalesce_grad_reduction() where DeepSpeed supports it (`can_coalesce`).
 
 The idle-head contract: every objective a strategy trains is computed from the logits (or the
 loss) of training-mode forwards of the model. XRobustModel adds to those logits a zero that
@@ -39,14 +39,57 @@ import torch
 from ..errors import ConfigError
 from ..kernels import perturbation_init, perturbation_step_with_status
 from ..kernels.api import BACKENDS, NORMS
+from ..modeling.model import DeltaInjector, delta_shape, embedding_mask
 from .divergence import KINDS as DIVERGENCES
-from .injection import DeltaInjector, can_coalesce, delta_shape, embedding_mask, grad_scale, per_example_norm
 
 NOISES = ("uniform", "normal")  # random perturbations: U(-m, m) or N(0, m^2) per coordinate
 
 
 def _f(x) -> float:
     return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
+
+
+def per_example_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    flat = delta.detach().float().flatten(1)
+    return flat.norm(dim=1) if norm == "l2" else flat.abs().amax(dim=1)
+
+
+def grad_scale(engine) -> float:
+    """Factor by which engine.backward(loss) scales the gradient of `loss`: 1/GAS times the fp16
+    loss scale. A delta gradient read off an engine.backward is multiplied by its inverse."""
+    scale = 1.0 / engine.gradient_accumulation_steps()
+    fp16 = getattr(engine, "fp16_enabled", None)
+    if fp16 is not None and fp16():
+        opt = engine.optimizer
+        cur = getattr(opt, "cur_scale", None)
+        if cur is None:
+            cur = getattr(opt, "loss_scale", 1.0)
+        scale *= float(cur)
+    return scale
+
+
+def can_coalesce(engine) -> bool:
+    """Whether engine.coalesce_grad_reduction() may wrap the backwards of one micro-step.
+
+    DeepSpeed >= 0.19.2 supports it for ZeRO 1/2/3 with the ZeRO optimizer (not the fp16/bf16
+    wrappers) and managed gradient accumulation. Its contract is one with-block per optimizer
+    step; ZeRO-3 accumulates the flushed partitions across micro-steps (micro_step_id > 0), which
+    our 2-rank test checks with GAS 2. For ZeRO 1/2 we coalesce only when GAS == 1, where one
+    micro-step is one optimizer step.
+    """
+    if not hasattr(engine, "coalesce_grad_reduction") or not hasattr(engine, "zero_optimization_stage"):
+        return False
+    stage = int(engine.zero_optimization_stage())
+    if stage not in (1, 2, 3):
+        return False
+    if not hasattr(engine.optimizer, "_coalesce_grad_reduction"):
+        return False
+    managed = getattr(engine, "managed_gradient_accumulation", None)
+    if managed is not None and not managed():
+        return False
+    if getattr(engine, "inside_no_sync_ctxt", False) or getattr(engine, "pipeline_parallelism", False):
+        return False
+    return stage == 3 or engine.gradient_accumulation_steps() == 1
 
 
 @contextlib.contextmanager
@@ -124,7 +167,13 @@ class MethodConfig:
 
 
 class Strategy:
-    """Plain training: exactly `out = engine(**batch); engine.backward(out.loss)`."""
+    """Plain training: exactly `out = engine(**batch); engine.backward(out.loss)`.
+
+    `passes(cfg)`: what one micro-step costs, in forward+backward passes of the micro-batch, the
+    unit of every cost figure (`xrobust bench`, study cost estimates). Counted as the rows the
+    encoder runs over the micro-batch's rows: a training pass is one, an ascent pass (its
+    backward gives delta's gradient only, no weight gradients: about 2/3 of a training pass) also
+    counts as one, and a doubled batch (R3F) as two."""
 
     method = "none"
     adversarial = False
@@ -136,9 +185,19 @@ class Strategy:
         self.model = model
 
     @classmethod
+    def passes(cls, cfg) -> float:
+        """Forward+backward passes of one micro-step (cfg: this method's Config)."""
+        return 1
+
+    @classmethod
     def train_examples(cls, cfg, examples, spec, seed: int):
         """The English training examples this method trains on (a data-level method transforms them)."""
         return examples
+
+    @classmethod
+    def train_examples_factor(cls, cfg) -> int:
+        """How many training examples `train_examples` makes of each one."""
+        return 1
 
     def step(self, engine, batch: dict) -> dict[str, float]:
         out = engine(**batch)
@@ -153,7 +212,8 @@ class EmbeddingPerturbation(Strategy):
     """Shared machinery of the embedding-perturbation methods, and the base of a new one: a subclass
     sets `Config` (a MethodConfig with at least `start_step`) and implements `_adv_step(engine, batch)`
     with the helpers below (`injector.active(delta)`, `_noise`, `_init`, `_ascend`, `_input_grad`,
-    `_stats`); before `start_step` the micro-step is plain training (docs/EXTENDING.md)."""
+    `_stats`), and states its cost with `passes(cfg)`; before `start_step` the micro-step is plain
+    training (docs/EXTENDING.md)."""
 
     adversarial = True
     backwards = 1  # engine.backward calls per micro-step (coalesced when > 1)
@@ -320,6 +380,10 @@ class PGD(EmbeddingPerturbation):
     Config = PGDConfig
     backwards = 2
 
+    @classmethod
+    def passes(cls, cfg):
+        return cfg.steps + 1 + (cfg.sigma > 0)  # clean, K ascents (K - 1 from a zero start), adversarial
+
     def _ascent_steps(self) -> int:
         return self.cfg.steps
 
@@ -373,6 +437,10 @@ class FGM(PGD):
 
     method = "fgm"
     Config = FGMConfig
+
+    @classmethod
+    def passes(cls, cfg):
+        return 2  # clean (its backward gives the step's gradient), adversarial
 
     def _ascent_steps(self) -> int:
         return 1
@@ -429,6 +497,10 @@ class FreeLB(EmbeddingPerturbation):
     method = "freelb"
     Config = FreeLBConfig
 
+    @classmethod
+    def passes(cls, cfg):
+        return cfg.steps  # K training passes, each also giving the next ascent's gradient
+
     @property
     def backwards(self):
         return self.cfg.steps
@@ -484,6 +556,10 @@ class SMART(EmbeddingPerturbation):
     method = "smart"
     Config = SMARTConfig
 
+    @classmethod
+    def passes(cls, cfg):
+        return cfg.steps + 2  # clean, T_x ascents, perturbed (one backward through clean and perturbed)
+
     def _ascent(self) -> tuple[float, float]:
         return self.cfg.eta, self.cfg.epsilon
 
@@ -527,6 +603,10 @@ class R3F(EmbeddingPerturbation):
 
     method = "r3f"
     Config = R3FConfig
+
+    @classmethod
+    def passes(cls, cfg):
+        return 2  # one forward and backward of the doubled (clean + noisy) batch
 
     def _adv_step(self, engine, batch):
         z = self._noise(batch, self.cfg.eps, self.cfg.noise_type)
@@ -582,6 +662,10 @@ class RSDA(Strategy):
         from .augment import augment_examples
 
         return augment_examples(examples, spec, cfg.neighbours, cfg.copies, seed)
+
+    @classmethod
+    def train_examples_factor(cls, cfg) -> int:
+        return 1 + cfg.copies  # each example and its copies
 
 
 _CLASSES = {cls.method: cls for cls in (Strategy, FGM, PGD, FreeLB, SMART, R3F, RSRP, RSDA)}

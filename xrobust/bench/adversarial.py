@@ -96,11 +96,11 @@ def _cases(args):
 
 
 def _passes(method, settings) -> float:
-    """Forward+backward passes one step makes, counting an ascent (no weight gradients) as one."""
-    k = settings.get("steps", 1)
-    if method == "pgd":  # a zero start takes its first ascent gradient from the clean pass
-        return k + 1 + (settings["sigma"] > 0)
-    return {"none": 1, "fgm": 2, "freelb": k, "smart": k + 2, "r3f": 2, "rs-rp": 1}[method]
+    """Forward+backward passes one step makes (the method's own count: Strategy.passes)."""
+    from xrobust.adversarial import strategy_class
+
+    cls = strategy_class(method)
+    return cls.passes(cls.Config(**settings))
 
 
 def _categorize(events) -> dict[str, float]:

@@ -181,8 +181,7 @@ def _worker(args) -> int:
         gathered = dist.gather_objects({"times": times, "memory": memory})
         # a step ends when the slowest rank ends it
         step_times = [max(g["times"][i] for g in gathered) for i in range(len(times))]
-        passes = args.freelb_steps if method_config.method == "freelb" else 1
-        runs[label] = {"method": method_config.method, "passes": passes,
+        runs[label] = {"method": method_config.method, "passes": strategy.passes(method_config),
                        "step_s": statistics.median(step_times), "step_s_all": step_times, "losses": losses,
                        "peak_allocated_bytes_per_device": [g["memory"][0] for g in gathered],
                        "peak_reserved_bytes_per_device": [g["memory"][1] for g in gathered]}

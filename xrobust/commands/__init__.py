@@ -1,12 +1,7 @@
-"""CLI subcommands, one module per area; the argument helpers they share."""
+"""CLI subcommands, one module per area (training's `train` and `pipeline` are xrobust.pipeline's);
+the argument helper they share (--set is xrobust.config.add_overrides)."""
 
 from __future__ import annotations
-
-
-def add_overrides(parser, example: str = "phases.target.lr=2e-5") -> None:
-    """--set KEY=VALUE, repeatable: a dotted override of the config, for every command that reads one."""
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"dotted override of the config, e.g. {example} (repeatable)")
 
 
 def add_command(subparsers, name: str, help: str, run, *shared):

@@ -11,7 +11,7 @@ import json
 
 from xrobust.errors import ConfigError
 
-from . import add_overrides
+from ..config import add_overrides
 
 COLUMNS = ("task", "split", "lang", "examples", "features", "truncated", "skipped", "unk_words",
            "realigned", "unaligned", "p50", "p90", "p99", "max")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from xrobust.errors import XRobustError
 
-from . import add_overrides
+from ..config import add_overrides
 
 
 def _add_score(sub) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shlex
 
 from ..errors import LaunchError
-from . import add_command, add_overrides
+from ..config import add_overrides
+from . import add_command
 
 
 def _common(p, template: bool = True) -> None:

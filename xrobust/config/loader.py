@@ -201,6 +201,13 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def add_overrides(parser, example: str = "phases.target.lr=2e-5") -> None:
+    """--set KEY=VALUE, repeatable: a dotted override of the config (apply_overrides), for every
+    command that reads one."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"dotted override of the config, e.g. {example} (repeatable)")
+
+
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from xrobust.data import featurize as _featurize_mod
 from xrobust.data.tokenizer import tokenizer_fingerprint
 from xrobust.errors import DataError
+from xrobust.tasks.featurizers import FEATURIZER_VERSION
 
 
 def cache_key(examples, spec, tokenizer, *, max_length, doc_stride=128, max_query_length=64, train: bool) -> str:
@@ -28,7 +29,7 @@ def cache_key(examples, spec, tokenizer, *, max_length, doc_stride=128, max_quer
         raise DataError(f"task {getattr(spec, 'name', '?')!r}: examples have no datasets fingerprint; "
                         "expected a datasets.Dataset")
     parts = {
-        "featurizer_version": _featurize_mod.FEATURIZER_VERSION,
+        "featurizer_version": FEATURIZER_VERSION,
         "tokenizer": tokenizer_fingerprint(tokenizer),
         # whether token_type_ids come back is the tokenizer's model_input_names, not its backend
         "model_inputs": list(getattr(tokenizer, "model_input_names", None) or []),

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 import torch
 
 from xrobust.errors import ConfigError, DataError
-from xrobust.tasks.formats import IGNORE_INDEX, TARGET_KEYS  # owned by the task formats
+from xrobust.tasks.featurizers import IGNORE_INDEX  # owned by the featurizers, which write it
+from xrobust.tasks.formats import TARGET_KEYS  # owned by the task formats
 
 # Per-token fields and their pad values; "input_ids" uses the tokenizer's pad id.
 TOKEN_FIELDS = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "labels": IGNORE_INDEX}

@@ -32,7 +32,8 @@ from xrobust.data.stats import log, record_load
 from xrobust.data.textfile import read_text, text_lines
 from xrobust.errors import DataError
 from xrobust.tasks.adapters import apply_adapter
-from xrobust.tasks.formats import IGNORE_INDEX, get_format
+from xrobust.tasks.featurizers import IGNORE_INDEX
+from xrobust.tasks.formats import get_format
 from xrobust.tasks.registry import (
     SPLITS,
     TATOEBA_CODES,

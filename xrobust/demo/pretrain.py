@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from xrobust.data.collate import IGNORE_INDEX
 from xrobust.errors import DataError
 from xrobust.io import atomic_directory, atomic_write_json
+from xrobust.tasks.featurizers import IGNORE_INDEX
 
 
 def _load_corpus(path: Path, tokenizer, max_length: int) -> list[list[int]]:

@@ -15,9 +15,8 @@ import torch
 
 from ..data.collate import TARGET_KEYS, Collator
 from ..data.featurize import feature_lengths
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .. import distributed as dist
-from . import postprocess as post
 
 
 
@@ -29,7 +28,7 @@ def forward_outputs(model, features, tokenizer, head: str | None, batch_size: in
 
     perturbation(model, batch, index, injector) -> delta or None: added to the word-embedding output
     of the forward of global batch `index` (the same index at any world size) through `injector`
-    (an xrobust.adversarial.injection.DeltaInjector, which the hook may use for forwards of its
+    (an xrobust.modeling.model.DeltaInjector, which the hook may use for forwards of its
     own, e.g. PGD's); `batch` still holds its gold targets.
     """
     n = len(features)
@@ -44,7 +43,7 @@ def forward_outputs(model, features, tokenizer, head: str | None, batch_size: in
     model.eval()
     injector = None
     if perturbation is not None:
-        from ..adversarial.injection import DeltaInjector
+        from ..modeling.model import DeltaInjector
 
         injector = DeltaInjector(model.word_embeddings())
     results: dict[int, np.ndarray] = {}
@@ -89,7 +88,30 @@ def _embed(model, batch, layer: int, pooling: str) -> np.ndarray:
     if not 0 <= layer < len(states):
         raise ConfigError(f"key 'evaluation.layer': {layer} is out of range; this encoder has hidden states "
                           f"0..{len(states) - 1}")
-    return post.pool_embeddings(states[layer].float(), batch["attention_mask"], pooling=pooling).cpu().numpy()
+    return pool_embeddings(states[layer].float(), batch["attention_mask"], pooling=pooling).cpu().numpy()
+
+
+def pool_embeddings(hidden_states, attention_mask, *, pooling: str = "mean", layer: int | None = None):
+    """One embedding per sequence from (B, L, d) hidden states (retrieval).
+
+    mean: attention-mask weighted mean over every real token, special tokens included (the
+    reference retrieval recipe); cls: the first token (<s>). `hidden_states` may also be the
+    tuple of per-layer states from output_hidden_states (index 0 = embeddings), with `layer`.
+    """
+    if isinstance(hidden_states, (tuple, list)):
+        if layer is None or not -len(hidden_states) <= layer < len(hidden_states):
+            raise ConfigError(f"pool_embeddings: layer={layer} out of range for {len(hidden_states)} hidden states")
+        hidden_states = hidden_states[layer]
+    h = hidden_states if torch.is_tensor(hidden_states) else torch.as_tensor(hidden_states)
+    if h.dim() != 3:
+        raise DataError(f"pool_embeddings: hidden states of shape {tuple(h.shape)}; expected (B, L, d)")
+    if pooling == "cls":
+        return h[:, 0]
+    if pooling != "mean":
+        raise ConfigError(f"pool_embeddings: pooling={pooling!r}; expected 'mean' or 'cls'")
+    m = torch.as_tensor(attention_mask, device=h.device).to(h.dtype).unsqueeze(-1)
+    # clamp: an all-padding row would divide by zero
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
 # -- per-format predictions and scores --------------------------------------------------------------
@@ -102,25 +124,10 @@ def predict(model, spec, examples, features, tokenizer, batch_size: int, *, pert
     return predictions_from_logits(spec, examples, features, logits)
 
 
-def _tagging_predictions(spec, examples, features, logits):
-    by_id = post.tagging_predictions(features, logits, spec.labels)
-    return [by_id[str(i)] for i in examples["id"]]
-
-
-# The post-processing step of each task format with a head (xrobust.tasks.formats), keyed by its
-# name: it lives with the numpy code the formats share (xrobust.evaluation.postprocess), which sits
-# above the format registry.
-POSTPROCESS = {
-    "classification": lambda spec, examples, features, logits: post.classification_predictions(logits, spec.labels),
-    "multiple_choice": lambda spec, examples, features, logits: post.multiple_choice_predictions(logits),
-    "tagging": _tagging_predictions,
-    "span_qa": lambda spec, examples, features, logits: post.span_qa_predictions(examples, features, logits),
-}
-
-
 def predictions_from_logits(spec, examples, features, logits):
-    """Per-format step from logits (one row per feature) to example-level predictions."""
-    step = POSTPROCESS.get(spec.format)
+    """The format's step from logits (one row per feature) to example-level predictions
+    (TaskFormat.postprocess, xrobust.tasks.postprocessors)."""
+    step = spec.task_format.postprocess
     if step is None:
         raise ConfigError(f"task {spec.name}: {spec.format} has no head predictions (retrieval is scored by "
                           "similarity)")

@@ -2,7 +2,7 @@
 embedding-space PGD, as a function of the perturbation size eps, per language (docs/ROBUSTNESS.md).
 
 Perturbations are added to the word-embedding output through the same forward hook training
-uses (xrobust.adversarial.injection.DeltaInjector); PGD ascends the loss of the gold labels with
+uses (xrobust.modeling.model.DeltaInjector); PGD ascends the loss of the gold labels with
 xrobust.kernels.perturbation_step. The perturbed forward is predict.forward_outputs itself, given
 a perturbation hook (same batches, rank sharding and gather), so eps=0 reproduces the clean
 evaluation exactly; scoring goes through predict.score. The run's models and data come from
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..adversarial.injection import DeltaInjector, delta_shape, embedding_mask
+from ..modeling.model import DeltaInjector, delta_shape, embedding_mask
 from ..errors import ConfigError, DataError
 from ..adversarial.strategies import NOISES
 from ..kernels import perturbation_init, perturbation_step_with_status

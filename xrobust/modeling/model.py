@@ -1,8 +1,14 @@
-"""Encoder (any HF AutoModel) + named heads. Only the encoder carries over between phases."""
+"""Encoder (any HF AutoModel) + named heads. Only the encoder carries over between phases.
+
+Adversarial and robustness perturbations enter through the model's embedding hook
+(`DeltaInjector` on `model.word_embeddings()`): a delta added to the word-embedding output, whose
+layout is the encoder's (multiple choice flattened, see `embedding_mask`).
+"""
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -52,6 +58,57 @@ def _head(spec: HeadSpec, hidden: int, dropout: float) -> nn.Module:
     return head(hidden, spec.num_labels, dropout)
 
 
+def embedding_mask(batch: dict) -> torch.Tensor:
+    """Attention mask in the embedding layout: multiple-choice (B, n, L) becomes (B * n, L)."""
+    mask = batch["attention_mask"]
+    return mask.flatten(0, 1) if mask.dim() == 3 else mask
+
+
+def delta_shape(batch: dict, hidden: int) -> tuple[int, int, int]:
+    """The shape of a perturbation of `batch`'s word-embedding output: (B', L, hidden)."""
+    m = embedding_mask(batch)
+    return (m.size(0), m.size(1), hidden)
+
+
+class DeltaInjector:
+    """Holds the current delta (fp32, (B', L, d)) and adds it to the embedding output while set.
+
+    A forward hook on `model.word_embeddings()`: input_ids reach the encoder unchanged, so XLM-R's
+    padding-aware position ids stay right, and under ZeRO-3 the embedding weight is gathered by
+    DeepSpeed's own hooks as in plain training.
+
+    `detach_from=n` also cuts the embedding output of rows n: from the graph before delta is added
+    (R3F's noisy branch: no word-embedding gradient flows through the noisy copy, as in fairseq)."""
+
+    def __init__(self, module: nn.Module):
+        self.delta: torch.Tensor | None = None
+        self.detach_from: int | None = None
+        self._handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        if self.delta is None:
+            return output
+        if self.delta.shape != output.shape:
+            raise RuntimeError(f"adversarial delta has shape {tuple(self.delta.shape)}, "
+                               f"embedding output {tuple(output.shape)}")
+        if self.detach_from is not None:
+            n = self.detach_from
+            output = torch.cat([output[:n], output[n:].detach()], 0)
+        # delta stays fp32 (the update kernels need it); the sum is in the embedding dtype.
+        return output + self.delta.to(output.dtype)
+
+    @contextmanager
+    def active(self, delta: torch.Tensor | None, detach_from: int | None = None):
+        self.delta, self.detach_from = delta, detach_from
+        try:
+            yield
+        finally:
+            self.delta, self.detach_from = None, None
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
 class XRobustModel(nn.Module):
     def __init__(self, encoder: nn.Module, head_specs: list[HeadSpec], dropout: float):
         super().__init__()
@@ -63,7 +120,7 @@ class XRobustModel(nn.Module):
         self.heads.to(dtype=next(encoder.parameters()).dtype)
 
     def word_embeddings(self) -> nn.Module:
-        """Adversarial deltas are injected by a forward hook on this module."""
+        """Adversarial deltas are injected by a forward hook on this module (DeltaInjector)."""
         return self.encoder.get_input_embeddings()
 
     def forward(self, head: str, input_ids, attention_mask, labels=None, start_positions=None,
@@ -100,10 +157,9 @@ class XRobustModel(nn.Module):
     def divergence(self, kind: str, batch: dict, a_logits, b_logits, *, detach_targets: bool = False):
         """The divergence `kind` (modeling.divergence.KINDS) between two predictions of `batch`,
         reduced as the head's format does (over attended positions, labelled tokens, ...)."""
-        mask = batch["attention_mask"]
         return divergence(kind, self.format_of(batch["head"]), a_logits, b_logits,
-                          attention_mask=mask.flatten(0, 1) if mask.dim() == 3 else mask,
-                          labels=batch.get("labels"), detach_targets=detach_targets)
+                          attention_mask=embedding_mask(batch), labels=batch.get("labels"),
+                          detach_targets=detach_targets)
 
     def symmetric_kl(self, batch: dict, a_logits, b_logits, *, detach_targets: bool = False):
         """KL(a || b) + KL(b || a), reduced per format: `divergence("symmetric", ...)`."""

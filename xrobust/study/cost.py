@@ -3,9 +3,11 @@
 Steps are the configured `max_steps`, else epochs x English training examples / batch size (the
 sizes below; `study.train_examples` adds or overrides entries). Tokens count every example padded
 to its phase's maximum length, so dynamic padding makes the real figure lower. An adversarial
-method multiplies the cost by its forward-backward passes per step (REFERENCE.md section 5; measure
-yours with `xrobust bench adversarial`). GPU-hours = tokens x passes / tokens_per_s x gpus / 3600,
-with the throughput of plain training from `study.throughput` or a `xrobust bench train --json` file.
+method multiplies the cost by its forward-backward passes per step (`Strategy.passes`, REFERENCE.md
+section 5; measure yours with `xrobust bench adversarial`), and a data-level one (RS-DA) the training
+examples an epoch sees (`Strategy.train_examples_factor`). GPU-hours = tokens x passes / tokens_per_s
+x gpus / 3600, with the throughput of plain training from `study.throughput` or a `xrobust bench train
+--json` file.
 """
 
 from __future__ import annotations
@@ -23,19 +25,6 @@ TRAIN_EXAMPLES = {
     "squad": 87599, "hellaswag": 39905, "cosmosqa": 25262, "commonsenseqa": 9741, "ccg": 39604,
     "pawsx": 49401, "udpos": 12543, "panx": 20000, "tydiqa": 3696,
 }
-
-
-def passes_per_step(adversarial: dict) -> float:
-    """Forward-backward passes of one optimizer step relative to plain training (rough)."""
-    from dataclasses import asdict
-
-    from ..adversarial.strategies import strategy_class
-
-    method = adversarial.get("method", "none")
-    settings = {**asdict(strategy_class(method).Config()), **adversarial}  # the method's defaults
-    k = settings.get("steps", 1)
-    return {"none": 1, "fgm": 2, "pgd": k + 1, "freelb": k, "smart": k + 1, "r3f": 2, "rs-rp": 1,
-            "rs-da": 1 + settings.get("copies", 1)}.get(method, 1)
 
 
 @dataclass
@@ -70,6 +59,7 @@ def throughput(value, source: str) -> tuple[float, int] | None:
 
 def training_runs(plan, train_examples: dict | None = None) -> list[TrainingRun]:
     """Every training run the plan's units make (the pipeline's own grouping of tasks into runs)."""
+    from ..adversarial.strategies import strategy_class
     from ..config import config_from_dict
     from ..pipeline import run_groups
     from ..tasks import get_task
@@ -81,16 +71,18 @@ def training_runs(plan, train_examples: dict | None = None) -> list[TrainingRun]
             continue
         cfg = config_from_dict(dict(unit.config), unit.key)
         for key, phase in cfg.phases.items():
+            method = strategy_class(phase.adversarial.method)
             for tasks in run_groups(phase):
                 specs = {s.head_name: s for s in map(get_task, tasks)}.values()
                 known = [sizes.get(s.train_task or s.name) for s in specs]
                 steps = phase.max_steps
                 if steps is None and None not in known:
-                    steps = max(1, math.ceil(phase.epochs * sum(known) / phase.batch_size))
+                    examples = sum(known) * method.train_examples_factor(phase.adversarial)
+                    steps = max(1, math.ceil(phase.epochs * examples / phase.batch_size))
                 length = phase.max_length or max(s.max_length for s in specs)
                 tokens = None if steps is None else float(steps) * phase.batch_size * length
                 out.append(TrainingRun(unit.key, key, list(tasks), steps, tokens,
-                                       passes_per_step(unit.config["phases"][key]["adversarial"])))
+                                       method.passes(phase.adversarial)))
     return out
 
 

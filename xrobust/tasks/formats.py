@@ -8,11 +8,11 @@ multiple_choice, span_qa, tagging or retrieval. Each owns:
   target keys (a batch's gold: the loss's inputs, never the encoder's) and its loss;
 - how a divergence between two predictions reduces to a scalar (SMART, R3F);
 - which fields RS-DA may rewrite;
+- its featurizer (canonical examples -> features: xrobust.tasks.featurizers, with the tokenizer
+  helpers the formats share) and the post-processing of its logits into example-level predictions
+  (xrobust.tasks.postprocessors, numpy);
 - its gold answers, how they and the predictions are written in the official file layout, and the
   family of scores it is evaluated with.
-Its featurizer and its post-processing stay with the tokenizer and numpy code they share across
-formats (xrobust.data.featurize, xrobust.evaluation.postprocess), keyed by the format's name: this
-module sits below both (data, modeling and evaluation all read it), so it cannot import them.
 
 Format names stay strings in configs, the task registry and saved heads (heads.json); this module
 turns them into objects.
@@ -28,7 +28,9 @@ from torch import nn
 
 from xrobust.errors import ConfigError, DataError
 
-IGNORE_INDEX = -100  # token labels the loss ignores (torch cross_entropy's default ignore_index)
+from . import featurizers, postprocessors
+from .featurizers import IGNORE_INDEX
+
 _MASKED = -1e9  # exp underflows to exactly 0 in fp32: masked positions carry no probability
 
 # A per-unit divergence: (a, b, dim) -> the divergence summed over `dim`.
@@ -99,6 +101,12 @@ class TaskFormat:
     unlabeled: tuple[str, ...] = ()  # required columns prediction can do without
     text_fields: tuple[str, ...]  # text an example must carry (blank text means a wrong column)
     augmentable: Mapping[str, str] = {}  # RS-DA: field -> "text" (rewritten), "texts", "words" (1 for 1)
+    # featurizer(spec, tokenizer, *, max_length, doc_stride, max_query_length, train) -> the batched
+    # map function (xrobust.tasks.featurizers)
+    featurizer: Callable
+    # postprocess(spec, examples, features, logits) -> one prediction per example (xrobust.tasks.postprocessors);
+    # None without a head
+    postprocess: Callable | None = None
     head: type | None = None  # None: no head (scored by embedding similarity)
     target_keys: tuple[str, ...] = ()
     label_column: str | None = None  # the column whose values index spec.labels
@@ -200,6 +208,8 @@ class Classification(_OneLabel):
     required = ("text_a", "label")
     text_fields = ("text_a", "text_b")  # text_b for pair tasks only
     augmentable = {"text_a": "text", "text_b": "text"}
+    featurizer = staticmethod(featurizers.classification)
+    postprocess = staticmethod(postprocessors.classification)
     head = ClassificationHead
 
     def required_columns(self, spec) -> tuple[str, ...]:
@@ -212,6 +222,8 @@ class MultipleChoice(_OneLabel):
     required = ("prompt", "choices", "label")
     text_fields = ("prompt", "choices")
     augmentable = {"prompt": "text", "choices": "texts"}
+    featurizer = staticmethod(featurizers.multiple_choice)
+    postprocess = staticmethod(postprocessors.multiple_choice)
     head = MultipleChoiceHead
 
     def encoder_inputs(self, inputs: dict) -> tuple[dict, dict]:
@@ -230,6 +242,8 @@ class SpanQA(TaskFormat):
     required = ("question", "context", "answers")
     text_fields = ("question", "context")
     augmentable = {"question": "text"}  # the context (and the answer offsets into it) stay untouched
+    featurizer = staticmethod(featurizers.span_qa)
+    postprocess = staticmethod(postprocessors.span_qa)
     head = SpanHead
     target_keys = ("start_positions", "end_positions")
     score_kind = "qa"
@@ -276,6 +290,8 @@ class Tagging(TaskFormat):
     unlabeled = ("tags",)
     text_fields = ("tokens",)
     augmentable = {"tokens": "words"}  # one word for one word: tags stay aligned
+    featurizer = staticmethod(featurizers.tagging)
+    postprocess = staticmethod(postprocessors.tagging)
     head = TaggingHead
     target_keys = ("labels",)
     label_column = "tags"
@@ -316,6 +332,7 @@ class Retrieval(TaskFormat):
     raw_columns = {"target_id": "text", "target_text": "text"}
     required = ("text",)
     text_fields = ("text",)
+    featurizer = staticmethod(featurizers.retrieval)
 
     def num_outputs(self, spec) -> int:
         raise ConfigError(f"task {spec.name!r}: retrieval has no head (it is scored by embedding similarity)")

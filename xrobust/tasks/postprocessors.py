@@ -1,4 +1,6 @@
-"""Model outputs -> example-level predictions, per task format.
+"""Model outputs -> example-level predictions: the post-processing of each task format with a head
+(`TaskFormat.postprocess`: `step(spec, examples, features, logits)`, called by
+xrobust.evaluation.predict.predictions_from_logits).
 
 `logits` may be one array/tensor with a row per feature (padded along the token axis), a list of
 per-feature rows (what xrobust.evaluation.predict.forward_outputs returns: token rows cut to the
@@ -152,26 +154,20 @@ def span_qa_predictions(examples, features, logits, *, n_best: int = 20, max_ans
 
 
 # ---------------------------------------------------------------------------------------------
-def pool_embeddings(hidden_states, attention_mask, *, pooling: str = "mean", layer: int | None = None):
-    """One embedding per sequence from (B, L, d) hidden states.
+# Each format's step, (spec, examples, features, logits) -> one prediction per example, in the
+# official file's terms (label names, choice indices, answer texts, tag lists).
+def classification(spec, examples, features, logits) -> list:
+    return classification_predictions(logits, spec.labels)
 
-    mean: attention-mask weighted mean over every real token, special tokens included (the
-    reference retrieval recipe); cls: the first token (<s>). `hidden_states` may also be the
-    tuple of per-layer states from output_hidden_states (index 0 = embeddings), with `layer`.
-    """
-    import torch
 
-    if isinstance(hidden_states, (tuple, list)):
-        if layer is None or not -len(hidden_states) <= layer < len(hidden_states):
-            raise ConfigError(f"pool_embeddings: layer={layer} out of range for {len(hidden_states)} hidden states")
-        hidden_states = hidden_states[layer]
-    h = hidden_states if torch.is_tensor(hidden_states) else torch.as_tensor(hidden_states)
-    if h.dim() != 3:
-        raise DataError(f"pool_embeddings: hidden states of shape {tuple(h.shape)}; expected (B, L, d)")
-    if pooling == "cls":
-        return h[:, 0]
-    if pooling != "mean":
-        raise ConfigError(f"pool_embeddings: pooling={pooling!r}; expected 'mean' or 'cls'")
-    m = torch.as_tensor(attention_mask, device=h.device).to(h.dtype).unsqueeze(-1)
-    # clamp: an all-padding row would divide by zero
-    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+def multiple_choice(spec, examples, features, logits) -> list[int]:
+    return multiple_choice_predictions(logits)
+
+
+def span_qa(spec, examples, features, logits) -> dict[str, str]:
+    return span_qa_predictions(examples, features, logits)
+
+
+def tagging(spec, examples, features, logits) -> list[list[str]]:
+    by_id = tagging_predictions(features, logits, spec.labels)
+    return [by_id[str(i)] for i in examples["id"]]
