@@ -19,11 +19,10 @@ from world import env, run_cli
 WARNING_LINE = re.compile(r"\w+Warning: |\[WARNING\]|^W\d{4} ", re.MULTILINE)
 
 
-# points above chance that every language clears, per target task: well below the smallest margin
-# measured over the training seeds in docs/DEMO.md ("The demo pipeline"), so a seed cannot flake it.
-# demo_xnli is not here: its zero-shot transfer is not yet reliable (some seeds do not learn it even
-# in English in the demo's 400 target steps; docs/DEMO.md)
-TRANSFER_MARGINS = {"demo_pos": 40.0, "demo_ner": 50.0, "demo_xqa": 2.0, "demo_tatoeba": 4.0}
+# points above chance that every language clears, per target task: about half the smallest margin
+# measured over the training seeds in docs/DEMO.md ("The demo pipeline") or less, so a seed cannot
+# flake it
+TRANSFER_MARGINS = {"demo_pos": 40.0, "demo_ner": 50.0, "demo_xqa": 2.0, "demo_tatoeba": 4.0, "demo_xnli": 3.0}
 
 
 def _baselines(data_root):

@@ -260,21 +260,29 @@ def test_nli_label_follows_polarity_and_what_each_side_states():
         ({"time"}, False, long_, False, "neutral"), ({"time"}, True, long_, False, "neutral"),
         ({"time"}, False, long_, True, "neutral"), ({"time"}, True, long_, True, "neutral"),
     ]
-    for p_slots, p_neg, h_slots, h_neg, label in cases:
-        premise, hyp = T._view(event, p_slots, p_neg), T._view(event, h_slots, h_neg)
-        row = T.nli_row("en", (premise, hyp, T.nli_label(premise, hyp)))
-        assert row["label"] == label, (p_slots, p_neg, h_slots, h_neg, row)
+    for tense in T.TENSES:  # about one event, the same table in either tense
+        for p_slots, p_neg, h_slots, h_neg, label in cases:
+            premise, hyp = T._view(event, p_slots, p_neg, tense), T._view(event, h_slots, h_neg, tense)
+            row = T.nli_row("en", (premise, hyp, T.nli_label(premise, hyp)))
+            assert row["label"] == label, (tense, p_slots, p_neg, h_slots, h_neg, row)
     premise, hyp = T._view(event, {"loc", "time"}, True), T._view(event, short, False)
     row = T.nli_row("en", (premise, hyp, T.nli_label(premise, hyp)))
     assert (row["text_a"], row["text_b"]) == ("Nina never bought a cup in Kaldur yesterday.", "Nina bought a cup.")
-    # another agent, action or object: another event, compatible whatever either side says
+    premise, hyp = T._view(event, short, True, "future"), T._view(event, {"loc", "time"}, False, "future")
+    row = T.nli_row("en", (premise, hyp, T.nli_label(premise, hyp)))
+    assert (row["text_a"], row["text_b"], row["label"]) == (
+        "Nina will never buy a cup.", "Nina will buy a cup in Kaldur tomorrow.", "contradiction")
+    # what happened and what will happen, or another agent, action or object: another event,
+    # compatible whatever either side says
     others = [dict(event, agent={"kind": "name", "name": "Omar", "ner": "PER"}), dict(event, verb="sell"),
               dict(event, obj=dict(event["obj"], noun="hat"))]
-    for other in others:
-        for p_neg in (False, True):
-            for h_neg in (False, True):
-                premise, hyp = T._view(other, long_, p_neg), T._view(event, long_, h_neg)
-                assert T.nli_label(premise, hyp) == "neutral", (premise, hyp)
+    pairs = [(T._view(other, long_, p_neg), T._view(event, long_, h_neg)) for other in others
+             for p_neg in (False, True) for h_neg in (False, True)]
+    pairs += [(T._view(event, p_slots, p_neg, p_tense), T._view(event, h_slots, h_neg, h_tense))
+              for p_slots, p_neg, h_slots, h_neg, _ in cases
+              for p_tense, h_tense in (("past", "future"), ("future", "past"))]
+    for premise, hyp in pairs:
+        assert T.nli_label(premise, hyp) == "neutral", (premise, hyp)
     with pytest.raises(ValueError, match="different values"):  # one event cannot be in two places
         T.nli_label(T._view(dict(event, pps=[("in", {"kind": "name", "name": "Serin", "ner": "LOC"}, "loc")]),
                             long_, False), T._view(event, long_, False))
@@ -283,9 +291,9 @@ def test_nli_label_follows_polarity_and_what_each_side_states():
 @pytest.mark.parametrize("facts", [False, True])
 def test_nli_label_given_one_side(facts):
     """Bookkeeping on meanings: the best guess of the label from what one side shows (its polarity
-    and which slots it states), fitted on 20000 draws, is right 1/3 of the time on 20000 others,
-    for the hypothesis and for the premise; from both sides' polarities and whether they are about
-    one event it is always right (docs/DEMO.md: the label table)."""
+    and tense, and which slots it states), fitted on 20000 draws, is right 1/3 of the time on 20000
+    others, for the hypothesis and for the premise; from whether the two sides agree in polarity and
+    in tense it is always right (docs/DEMO.md: the label table)."""
     import random
     from collections import Counter, defaultdict
 
@@ -294,12 +302,11 @@ def test_nli_label_given_one_side(facts):
     rng, pools = random.Random(0), T.Pools("train")
     draws = [T.sample_nli(rng, pools, facts) for _ in range(40000)]
 
-    def same_event(p, h):
-        return p["verb"] == h["verb"] and all(T._statements(p).get(k) == T._statements(h).get(k) for k in T._CORE)
+    def shows(c):
+        return c["neg"], c["tense"], tuple(sorted(T._statements(c)))
 
-    views = {"hypothesis": lambda p, h: (h["neg"], tuple(sorted(T._statements(h)))),
-             "premise": lambda p, h: (p["neg"], tuple(sorted(T._statements(p)))),
-             "relation": lambda p, h: (same_event(p, h), p["neg"] == h["neg"])}
+    views = {"hypothesis": lambda p, h: shows(h), "premise": lambda p, h: shows(p),
+             "relation": lambda p, h: (p["tense"] == h["tense"], p["neg"] == h["neg"])}
     best = {}
     for side, view in views.items():
         table = defaultdict(Counter)

@@ -2,7 +2,10 @@
 
 A clause meaning is a dict:
     {"agent": NP, "verb": concept, "neg": bool, "obj": NP | None,
-     "pps": [(prep_concept, NP, role), ...], "time": adverb concept | None}
+     "pps": [(prep_concept, NP, role), ...], "time": adverb concept | None,
+     "tense": "past" (the default) | "future"}
+The future is a particle before the negation and the verb ("Nina will never buy a cup"); English
+verbs take their base form after it, xa, xb and xc verbs keep their one form.
 An NP is one of
     {"kind": "name", "name": "Anna Berg", "ner": "PER" | "LOC" | "ORG"}
     {"kind": "noun", "noun": concept, "adj": concept | None, "num": int | None, "det": "the" | "a" | None}
@@ -27,11 +30,12 @@ class Tok:
     role: str = ""  # semantic role of the phrase the token belongs to (QA answers, MC choices)
     concept: str = ""  # lexicon key; "" for names, digits and punctuation (identical everywhere)
     plural: bool = False
+    base: bool = False  # a verb after the future particle (English: base form)
 
 
-def _w(lang: str, concept: str, pos: str, role: str = "", plural: bool = False) -> list[Tok]:
-    form = word(lang, concept, plural)
-    return [Tok(form, pos, "O", role, concept, plural)] if form else []  # xc has no articles
+def _w(lang: str, concept: str, pos: str, role: str = "", plural: bool = False, base: bool = False) -> list[Tok]:
+    form = word(lang, concept, plural, base)
+    return [Tok(form, pos, "O", role, concept, plural, base)] if form else []  # xc has no articles
 
 
 def render_np(lang: str, np: dict, role: str = "") -> list[Tok]:
@@ -69,20 +73,21 @@ def _english_articles(toks: list[Tok]) -> list[Tok]:
 
 def render_clause(lang: str, c: dict, final: str = ".") -> list[Tok]:
     agent = render_np(lang, c["agent"], "agent")
-    neg = _w(lang, "never", "ADV") if c.get("neg") else []
-    verb = _w(lang, c["verb"], "VERB")
+    future = c.get("tense", "past") == "future"
+    aux = (_w(lang, "will", "VERB") if future else []) + (_w(lang, "never", "ADV") if c.get("neg") else [])
+    verb = _w(lang, c["verb"], "VERB", base=future)
     obj = render_np(lang, c["obj"], "obj") if c.get("obj") else []
     pps = [t for prep, np, role in c.get("pps", ()) for t in render_pp(lang, prep, np, role)]
     time = _w(lang, c["time"], "ADV", "time") if c.get("time") else []
     end = [Tok(final, "PUNCT")] if final else []
     if lang == "en":
-        toks = agent + neg + verb + obj + pps + time
+        toks = agent + aux + verb + obj + pps + time
     elif lang == "xa":
-        toks = time + agent + neg + verb + obj + pps
+        toks = time + agent + aux + verb + obj + pps
     elif lang == "xb":
-        toks = agent + pps + obj + neg + verb + time
+        toks = agent + pps + obj + aux + verb + time
     else:
-        toks = agent + neg + verb + obj + pps + time
+        toks = agent + aux + verb + obj + pps + time
     toks = toks + end
     return _english_articles(toks) if lang == "en" else toks
 
@@ -100,7 +105,7 @@ def wh_concept(c: dict, role: str) -> str:
 def render_question(lang: str, c: dict, role: str) -> list[Tok]:
     """Ask for the phrase with `role` ("agent", "obj" or "loc"): wh-fronting except in xb (in situ)."""
     wh = _w(lang, wh_concept(c, role), "PRON" if role != "loc" else "ADV")
-    q = dict(c, time=None, neg=False)
+    q = dict(c, time=None, neg=False, tense="past")
     pps = [(p, np, r) for p, np, r in c.get("pps", ()) if r != role]
     q["pps"] = pps
     if lang == "xb":
@@ -147,7 +152,7 @@ def code_switch(toks: list[Tok], choose_lang) -> list[Tok]:
         if t.concept and t.concept not in ("did",):
             other = choose_lang()
             if other is not None:
-                form = word(other, t.concept, t.plural)
+                form = word(other, t.concept, t.plural, t.base)
                 if form:
                     t = replace(t, text=form)
         out.append(t)

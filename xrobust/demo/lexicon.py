@@ -12,8 +12,8 @@ Languages:
   postpositions, wh-words in situ.
 - xc: cognates of English written in Cyrillic (cup -> куп), SVO, no articles.
 A quarter of each lexicon is not cognate (generated words), and function words are the
-language's own. Shared anchors across all four: digits, proper names (people, places,
-organisations) and punctuation.
+language's own but two. Shared anchors across all four: digits, proper names (people, places,
+organisations), punctuation, and the particles `SHARED` (negation and future).
 """
 
 from __future__ import annotations
@@ -66,10 +66,13 @@ ADJ_CLASSES = {
 }
 ADJECTIVES = tuple(a for cls in ADJ_CLASSES.values() for a in cls)
 ADJ_CLASS_OF = {a: c for c, adjs in ADJ_CLASSES.items() for a in adjs}
-TIME_ADVERBS = ("yesterday", "today")
+TIME_ADVERBS = ("yesterday", "today")  # of past events; a future event's "yesterday" is "tomorrow"
+# The negation and the future particle are the same word in all four languages, shared anchors as
+# names and digits are: the demo NLI's labels turn on them (docs/DEMO.md says why they are shared).
+SHARED = ("never", "will")
 FUNCTION_WORDS = (
     "the", "a", "in", "with", "for", "at", "and", "never", "someone", "he", "she", "they",
-    "who", "what", "where", "did", "is", "office", "opened_office",
+    "who", "what", "where", "did", "is", "office", "opened_office", "will", "tomorrow",
 )
 
 # ---- proper names: identical in every language ------------------------------------------------
@@ -110,7 +113,7 @@ def to_cyrillic(word: str) -> str:
 class Entry:
     form: str  # base / singular / past form as used in sentences
     plural: str | None = None  # nouns
-    base: str | None = None  # English verb base form (for do-support questions)
+    base: str | None = None  # English verb base form (do-support questions, the future)
 
 
 def _make_words(lang: str, n: int, rng: random.Random, taken: set[str]) -> list[str]:
@@ -176,20 +179,21 @@ def _build_lexicons() -> dict[str, dict[str, Entry]]:
     lex["en"] = en
 
     # Hand-picked function words keep each language's grammar recognisable (they are not
-    # cognates); content words are derived or generated. None of these collide with English words.
+    # cognates); content words are derived or generated. None of these collide with English words
+    # except the SHARED particles.
     function = {
         "xa": {"the": "lo", "a": "un", "in": "di", "with": "kon", "for": "per", "at": "ad", "and": "e",
-               "never": "non", "someone": "kualkuno", "he": "ilo", "she": "ela", "they": "lori",
+               "never": "never", "someone": "kualkuno", "he": "ilo", "she": "ela", "they": "lori",
                "who": "ki", "what": "ke", "where": "dove", "did": None, "is": "esta",
-               "office": "ofiso", "opened_office": "apriva"},
+               "office": "ofiso", "opened_office": "apriva", "will": "will", "tomorrow": "domani"},
         "xb": {"the": "bu", "a": "bir", "in": "da", "with": "ile", "for": "icin", "at": "de", "and": "ve",
-               "never": "nem", "someone": "birisi", "he": "o", "she": "ona", "they": "onlar",
+               "never": "never", "someone": "birisi", "he": "o", "she": "ona", "they": "onlar",
                "who": "kim", "what": "ne", "where": "nerede", "did": None, "is": "dir",
-               "office": "ofisek", "opened_office": "acdi"},
+               "office": "ofisek", "opened_office": "acdi", "will": "will", "tomorrow": "yarin"},
         "xc": {"the": None, "a": None, "in": "v", "with": "s", "for": "dla", "at": "u", "and": "i",
-               "never": "ni", "someone": "ktoto", "he": "on", "she": "ona", "they": "oni",
+               "never": "never", "someone": "ktoto", "he": "on", "she": "ona", "they": "oni",
                "who": "kto", "what": "cto", "where": "gde", "did": None, "is": "est",
-               "office": "ofis", "opened_office": "otkryl"},
+               "office": "ofis", "opened_office": "otkryl", "will": "will", "tomorrow": "zavtra"},
     }
     classes = ([(c, "object", OBJECT_NOUNS[c][0]) for c in OBJECT_NOUNS]
                + [(c, "person", PERSON_NOUNS[c]) for c in PERSON_NOUNS]
@@ -215,8 +219,9 @@ def _build_lexicons() -> dict[str, dict[str, Entry]]:
             d[c] = Entry(fs[0], fs[1] if len(fs) > 1 else None)
         for w, f in function[lang].items():
             d[w] = Entry(f) if f else Entry("")
-        if lang == "xc":  # the Cyrillic language: transliterate its whole lexicon
-            d = {c: Entry(to_cyrillic(e.form), to_cyrillic(e.plural) if e.plural else None) for c, e in d.items()}
+        if lang == "xc":  # the Cyrillic language: transliterate its whole lexicon but the shared particles
+            d = {c: e if c in SHARED else Entry(to_cyrillic(e.form), to_cyrillic(e.plural) if e.plural else None)
+                 for c, e in d.items()}
         lex[lang] = d
     return lex
 
@@ -224,6 +229,7 @@ def _build_lexicons() -> dict[str, dict[str, Entry]]:
 LEXICONS = _build_lexicons()
 
 
-def word(lang: str, concept: str, plural: bool = False) -> str:
+def word(lang: str, concept: str, plural: bool = False, base: bool = False) -> str:
+    """The word for `concept`; `base`: an English verb's base form (xa, xb and xc verbs have one form)."""
     e = LEXICONS[lang][concept]
-    return e.plural if plural else e.form
+    return e.plural if plural else e.base if base and e.base else e.form

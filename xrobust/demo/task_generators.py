@@ -119,16 +119,18 @@ def key(meaning) -> str:
 
 # ---- NLI -----------------------------------------------------------------------------------------
 # A sentence asserts an event with the slots it states ("Nina bought a cup in Kaldur") or, negated,
-# that no such event happened ("Nina never bought a cup in Kaldur"). A pair is about one event or
-# about two events that differ in their agent, action or object (`nli_label`): two different events
-# are compatible whatever each side says (neutral); about one event, two sentences of the same
-# polarity entail and two of opposite polarity contradict, because the sampler lets only the side
-# that may state more do so. Each sentence alone says nothing about the label: the hypothesis, its
-# polarity included, is drawn before the label and independently of it, and so is the premise's
-# polarity and what it states.
+# that no such event happened ("Nina never bought a cup in Kaldur"); in the future tense, that it
+# will (or will never) happen. A pair is about one event or about two (`nli_label`): what happened
+# and what will happen are two events, and so are events with another agent, action or object; two
+# events are compatible whatever each side says (neutral). About one event, two sentences of the
+# same polarity entail and two of opposite polarity contradict, because the sampler lets only the
+# side that may state more do so. Each sentence alone says nothing about the label: the
+# hypothesis, its polarity and tense included, is drawn before the label and independently of it,
+# and so are the premise's polarity, tense and what it states.
 _OPTIONAL = ("adj", "loc", "with", "org", "time")  # slots a sentence may leave out
 _CORE = ("agent", "obj", "num")  # with the verb: which event a sentence is about
 _REQUIRED = {"live": "loc", "work": "org"}  # "Nina lived." or "Nina worked." would say too little
+TENSES = ("past", "future")
 P_PREMISE_SLOT_CHANGE = 0.5  # how often the premise states one slot more (affirmed) or less (negated)
 
 
@@ -153,14 +155,14 @@ def _statements(c: dict) -> dict:
 def nli_label(premise: dict, hyp: dict) -> str:
     """The label of a pair of clauses.
 
-    Different agent, verb or object: two events, neither excludes the other, neutral. One event
+    Different tense, agent, verb or object: two events, neither excludes the other, neutral. One event
     (its other slots must not clash): both affirmative, entailment if the premise states everything
     the hypothesis does; both negated, entailment if the hypothesis states everything the premise
     does ("never bought a cup" excludes "bought a cup in Kaldur"); opposite polarity, contradiction
     if the affirmative side states everything the negated side does (its event is one the other
     denies). Otherwise neutral."""
     p, h = _statements(premise), _statements(hyp)
-    if premise["verb"] != hyp["verb"] or any(p.get(k) != h.get(k) for k in _CORE):
+    if premise["verb"] != hyp["verb"] or any(p.get(k) != h.get(k) for k in _CORE) or _tense(premise) != _tense(hyp):
         return "neutral"
     if any(p[k] != v for k, v in h.items() if k in p):
         raise ValueError("nli_label: premise and hypothesis about one event state different values of a slot")
@@ -170,8 +172,21 @@ def nli_label(premise: dict, hyp: dict) -> str:
     return "contradiction" if (p_in_h if premise.get("neg") else h_in_p) else "neutral"
 
 
-def _view(c: dict, keep: set[str], neg: bool) -> dict:
-    """`c` with only the optional slots in `keep` (and the verb's required one), negated or not."""
+def _tense(c: dict) -> str:
+    return c.get("tense", "past")
+
+
+def set_tense(c: dict, tense: str) -> dict:
+    """`c` in `tense` (past or future), its time adverb one that fits ("yesterday" -> "tomorrow")."""
+    if tense == "future" and c.get("time") == "yesterday":
+        c["time"] = "tomorrow"
+    c["tense"] = tense
+    return c
+
+
+def _view(c: dict, keep: set[str], neg: bool, tense: str = "past") -> dict:
+    """`c` with only the optional slots in `keep` (and the verb's required one), negated or not,
+    in `tense`."""
     v = copy.deepcopy(c)
     keep = set(keep) | {_REQUIRED.get(c["verb"])}
     v["pps"] = [pp for pp in v["pps"] if pp[2] in keep]
@@ -180,7 +195,7 @@ def _view(c: dict, keep: set[str], neg: bool) -> dict:
     if v.get("obj") and v["obj"]["kind"] == "noun" and "adj" not in keep:
         v["obj"]["adj"] = None
     v["neg"] = neg
-    return v
+    return set_tense(v, tense)
 
 
 def _optional(c: dict) -> list[str]:
@@ -205,47 +220,12 @@ def _nli_event(rng: random.Random, pools: Pools, facts: bool) -> dict:
     return c
 
 
-def _first_names(c: dict) -> set[str]:
-    nps = [c["agent"], c.get("obj")] + [np for _, np, _ in c["pps"]]
-    return {np["name"].split()[0] for np in nps if np and np["kind"] == "name"}
-
-
-def _same_shape_person(rng, pools, like: dict, avoid: set[str]) -> dict:
-    """Another person with as many words in the name (the pair's lengths must not tell the label)."""
-    while True:
-        p = pools.person(rng, p_surname=1.0 if " " in like["name"] else 0.0)
-        if p["name"].split()[0] not in avoid:
-            return p
-
-
-def _other_event(rng: random.Random, pools: Pools, event: dict, facts: bool) -> dict:
-    """`event` with another agent, verb and object (each that the event has and that can change,
-    each of the same shape), its other slots kept: an event that the first neither implies nor
-    excludes, and that shares none of its participants or its action."""
-    c = copy.deepcopy(event)
-    agent, obj = c["agent"], c.get("obj")
-    if agent["kind"] == "noun":
-        c["agent"] = dict(agent, noun=_other(rng, list(PERSON_NOUNS), agent["noun"]))
-    elif agent["ner"] == "ORG":
-        c["agent"] = dict(agent, name=_other(rng, pools.orgs, agent["name"]))
-    else:
-        c["agent"] = _same_shape_person(rng, pools, agent, _first_names(event))
-    if not facts or c["verb"] in ("found_org", "join"):
-        c["verb"] = _other(rng, ("found_org", "join") if facts else NEUTRAL_VERBS, c["verb"])
-    if obj is not None and obj["kind"] == "noun" and not facts:
-        c["obj"] = dict(obj, noun=_other(rng, list(OBJECT_NOUNS), obj["noun"]))
-    elif obj is not None and obj["kind"] == "name" and obj["ner"] == "PER":
-        c["obj"] = _same_shape_person(rng, pools, obj, _first_names(event) | _first_names(c))
-    elif obj is not None and obj["kind"] == "name":
-        c["obj"] = dict(obj, name=_other(rng, pools.places if obj["ner"] == "LOC" else pools.orgs, obj["name"]))
-    return c
-
-
 def sample_nli(rng: random.Random, pools: Pools, facts: bool) -> tuple[dict, dict, str]:
     """(premise, hypothesis, label). An event is drawn; the hypothesis states a random part of it
-    (each optional slot with probability 1/2), affirmed or negated with probability 1/2. Then,
-    independently of the hypothesis, the premise is affirmed or negated with probability 1/2 and
-    is about the same event (probability 2/3) or about another one (`_other_event`, 1/3). It
+    (each optional slot with probability 1/2), affirmed or negated with probability 1/2, in the
+    past or the future with probability 1/2. Then, independently of the hypothesis, the premise is
+    affirmed or negated with probability 1/2 and is in the hypothesis's tense (about the same
+    event, probability 2/3) or in the other (about another event, 1/3). It
     states the hypothesis's slots, and with probability `P_PREMISE_SLOT_CHANGE` one more if it is
     affirmed or one less if it is negated: so about one event, the same polarity is always
     entailment and opposite polarity always contradiction (`nli_label`), and the three labels are
@@ -257,7 +237,8 @@ def sample_nli(rng: random.Random, pools: Pools, facts: bool) -> tuple[dict, dic
         if not keep:  # a hypothesis states at least one optional slot, so a premise can state one less
             continue
         spare = [slot for slot in optional if slot not in keep]
-        hyp = _view(event, keep, rng.random() < 0.5)
+        h_tense = rng.choice(TENSES)
+        hyp = _view(event, keep, rng.random() < 0.5, h_tense)
         p_neg = rng.random() < 0.5
         keep_p = set(keep)
         if rng.random() < P_PREMISE_SLOT_CHANGE:
@@ -265,8 +246,8 @@ def sample_nli(rng: random.Random, pools: Pools, facts: bool) -> tuple[dict, dic
                 keep_p.discard(rng.choice(sorted(keep)))
             elif spare:
                 keep_p.add(rng.choice(spare))
-        source = _other_event(rng, pools, event, facts) if rng.random() < 1 / 3 else event
-        premise = _view(source, keep_p, p_neg)
+        p_tense = _other(rng, TENSES, h_tense) if rng.random() < 1 / 3 else h_tense
+        premise = _view(event, keep_p, p_neg, p_tense)
         return premise, hyp, nli_label(premise, hyp)
 
 
@@ -423,14 +404,16 @@ def ner_row(lang: str, item) -> dict:
 
 
 # ---- retrieval -------------------------------------------------------------------------------------
-def sample_bitext(rng, pools, p_negated: float | None = None):
+def sample_bitext(rng, pools, p_negated: float | None = None, p_future: float = 0.0):
     """A sentence meaning for retrieval and the MLM corpus; `p_negated` sets how often it is
-    negated (by default only some facts are)."""
+    negated (by default only some facts are), `p_future` how often it is in the future tense."""
     c = sample_sentence(rng, pools)
     c.setdefault("time", None)
     c.setdefault("neg", rng.random() < 0.15)
     if p_negated is not None:
         c["neg"] = rng.random() < p_negated
+    if p_future and rng.random() < p_future:
+        set_tense(c, "future")
     return c
 
 

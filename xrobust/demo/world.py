@@ -28,11 +28,12 @@ from xrobust.errors import DataError
 from xrobust.io import atomic_write_json, atomic_write_text
 
 DEMO_LANGUAGES = LANGUAGES
-WORLD_VERSION = 4
+WORLD_VERSION = 5
 MAX_LENGTH = 128  # longest input the tiny model accepts (QA contexts are ~60 tokens)
-# share of negated sentences in the MLM corpus: often enough that MLM aligns the negation words of
-# the four languages, which the demo NLI labels turn on
+# shares of negated and of future-tense sentences in the MLM corpus: often enough that MLM aligns
+# the negation words and the future particles of the four languages, which the demo NLI labels turn on
 CORPUS_P_NEGATED = 0.5
+CORPUS_P_FUTURE = 0.5
 
 DEFAULT_SIZES = {
     "train": 2000,  # per intermediate task, English only
@@ -139,7 +140,7 @@ def _corpus(seed: int, sizes: dict, exclude: set[str]) -> list[dict]:
     for lang in LANGUAGES:
         rng, pools = _rng(seed, "corpus", "mono", lang), task_generators.Pools("dev")
         for _ in range(sizes["corpus_mono"]):
-            c = task_generators.sample_bitext(rng, pools, CORPUS_P_NEGATED)
+            c = task_generators.sample_bitext(rng, pools, CORPUS_P_NEGATED, CORPUS_P_FUTURE)
             if rng.random() < 0.2:
                 toks = render_question(lang, c, rng.choice(task_generators._askable(c)))
             else:
@@ -149,7 +150,7 @@ def _corpus(seed: int, sizes: dict, exclude: set[str]) -> list[dict]:
     others = [lang for lang in LANGUAGES if lang != "en"]
     n = 0
     while n < sizes["corpus_parallel"]:
-        c = task_generators.sample_bitext(rng, pools, CORPUS_P_NEGATED)
+        c = task_generators.sample_bitext(rng, pools, CORPUS_P_NEGATED, CORPUS_P_FUTURE)
         a, b = ("en", rng.choice(others)) if rng.random() < 0.7 else tuple(rng.sample(others, 2))
         if rng.random() < 0.5:
             a, b = b, a
@@ -160,7 +161,7 @@ def _corpus(seed: int, sizes: dict, exclude: set[str]) -> list[dict]:
         n += 1
     rng, pools = _rng(seed, "corpus", "codeswitch"), task_generators.Pools("dev")
     for _ in range(sizes["corpus_codeswitch"]):
-        c = task_generators.sample_bitext(rng, pools, CORPUS_P_NEGATED)
+        c = task_generators.sample_bitext(rng, pools, CORPUS_P_NEGATED, CORPUS_P_FUTURE)
         lang = rng.choice(LANGUAGES)
         p = rng.uniform(0.3, 0.9)
         toks = code_switch(render_clause(lang, c), lambda: rng.choice(LANGUAGES) if rng.random() < p else None)
