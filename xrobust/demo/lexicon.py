@@ -179,21 +179,21 @@ def _build_lexicons() -> dict[str, dict[str, Entry]]:
     lex["en"] = en
 
     # Hand-picked function words keep each language's grammar recognisable (they are not
-    # cognates); content words are derived or generated. None of these collide with English words
-    # except the SHARED particles.
+    # cognates); content words are derived or generated. None of these collide with English words;
+    # the SHARED particles are the English ones, added below.
     function = {
         "xa": {"the": "lo", "a": "un", "in": "di", "with": "kon", "for": "per", "at": "ad", "and": "e",
-               "never": "never", "someone": "kualkuno", "he": "ilo", "she": "ela", "they": "lori",
+               "someone": "kualkuno", "he": "ilo", "she": "ela", "they": "lori",
                "who": "ki", "what": "ke", "where": "dove", "did": None, "is": "esta",
-               "office": "ofiso", "opened_office": "apriva", "will": "will", "tomorrow": "domani"},
+               "office": "ofiso", "opened_office": "apriva", "tomorrow": "domani"},
         "xb": {"the": "bu", "a": "bir", "in": "da", "with": "ile", "for": "icin", "at": "de", "and": "ve",
-               "never": "never", "someone": "birisi", "he": "o", "she": "ona", "they": "onlar",
+               "someone": "birisi", "he": "o", "she": "ona", "they": "onlar",
                "who": "kim", "what": "ne", "where": "nerede", "did": None, "is": "dir",
-               "office": "ofisek", "opened_office": "acdi", "will": "will", "tomorrow": "yarin"},
+               "office": "ofisek", "opened_office": "acdi", "tomorrow": "yarin"},
         "xc": {"the": None, "a": None, "in": "v", "with": "s", "for": "dla", "at": "u", "and": "i",
-               "never": "never", "someone": "ktoto", "he": "on", "she": "ona", "they": "oni",
+               "someone": "ktoto", "he": "on", "she": "ona", "they": "oni",
                "who": "kto", "what": "cto", "where": "gde", "did": None, "is": "est",
-               "office": "ofis", "opened_office": "otkryl", "will": "will", "tomorrow": "zavtra"},
+               "office": "ofis", "opened_office": "otkryl", "tomorrow": "zavtra"},
     }
     classes = ([(c, "object", OBJECT_NOUNS[c][0]) for c in OBJECT_NOUNS]
                + [(c, "person", PERSON_NOUNS[c]) for c in PERSON_NOUNS]
@@ -219,10 +219,9 @@ def _build_lexicons() -> dict[str, dict[str, Entry]]:
             d[c] = Entry(fs[0], fs[1] if len(fs) > 1 else None)
         for w, f in function[lang].items():
             d[w] = Entry(f) if f else Entry("")
-        if lang == "xc":  # the Cyrillic language: transliterate its whole lexicon but the shared particles
-            d = {c: e if c in SHARED else Entry(to_cyrillic(e.form), to_cyrillic(e.plural) if e.plural else None)
-                 for c, e in d.items()}
-        lex[lang] = d
+        if lang == "xc":  # the Cyrillic language: transliterate its whole lexicon
+            d = {c: Entry(to_cyrillic(e.form), to_cyrillic(e.plural) if e.plural else None) for c, e in d.items()}
+        lex[lang] = d | {c: en[c] for c in SHARED}
     return lex
 
 
